@@ -1,0 +1,1 @@
+"""Running the service: private servers from wheels, and the launcher behind the Makefile."""

@@ -1,0 +1,122 @@
+"""What a source adapter is: native rows in, canonical field names out.
+
+`rows()` only locates the list of rows in a payload (the API calls it to count records
+before accepting a request), so it never touches a row. `to_canonical()` maps one row;
+it runs once per record, so the platform adapters take a fast path for rows that carry
+none of the platform's native names (the seed's canonical records).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+
+class PayloadShapeError(ValueError):
+    """The request's `data` is not a shape this source sends; the message says what is."""
+
+
+class Adapter(Protocol):
+    name: str
+    # Data types this source can produce.
+    data_types: frozenset[str]
+
+    def rows(self, data: Any) -> Iterable[Mapping[str, Any]]:
+        """The native rows inside `data`: `{"records": [...]}` or the platform's own response."""
+        ...
+
+    def to_canonical(
+        self, row: Mapping[str, Any], data_type: str, options: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """One native row as canonical field names; values may still be strings.
+
+        Fields the adapter does not map are kept under their own names, so they end
+        up in the record's `extra` column rather than being dropped.
+        """
+        ...
+
+
+RECORDS_SHAPE = '{"records": [...]}'
+
+
+def records_list(data: Any) -> list[Any]:
+    """`data.records` as a list, or a PayloadShapeError saying what was expected."""
+    if isinstance(data, Mapping) and "records" in data:
+        records = data["records"]
+        if isinstance(records, list):
+            return records
+        raise PayloadShapeError("data.records must be a list of objects")
+    raise PayloadShapeError(f"data must be {RECORDS_SHAPE}")
+
+
+class ChainedRows:
+    """Rows of several lists (response pages, stream batches) seen as one, without copying."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, parts: list[Any]) -> None:
+        self._parts = parts
+
+    def __len__(self) -> int:
+        return sum(map(len, self._parts))
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.chain.from_iterable(self._parts)
+
+
+class PlatformAdapter:
+    """A platform source: `{"records": [...]}` or the platform's whole response.
+
+    Subclasses set `name`, `data_types`, `native_shape` (for the error message) and
+    implement `native_rows` (the row list of a response, or None if `data` is not one)
+    and `to_canonical`.
+    """
+
+    name: str
+    data_types: frozenset[str]
+    native_shape: str
+    # Option keys whose values fill a canonical field the row does not carry.
+    default_fields: tuple[str, ...] = ("account_id", "currency")
+
+    def rows(self, data: Any) -> Iterable[Mapping[str, Any]]:
+        # Salesforce's own response carries `records` next to totalSize/done: same path.
+        if isinstance(data, Mapping) and "records" in data:
+            return records_list(data)
+        rows = self.native_rows(data)
+        if rows is None:
+            raise PayloadShapeError(
+                f"{self.name}: data must be {RECORDS_SHAPE} (native rows or canonical "
+                f"records) or {self.native_shape}"
+            )
+        return rows
+
+    def native_rows(self, data: Any) -> Iterable[Any] | None:
+        raise NotImplementedError
+
+    def to_canonical(
+        self, row: Mapping[str, Any], data_type: str, options: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def fill_defaults(self, out: dict[str, Any], options: Mapping[str, Any]) -> None:
+        """Account, currency etc. given once in the ingestion options, for rows without them."""
+        for key in self.default_fields:
+            if out.get(key) is None:
+                value = options.get(key)
+                if value is not None:
+                    out[key] = value
+
+
+def list_under(data: Any, key: str) -> list[Any] | None:
+    """`data[key]` when `data` is an object and that value is a list, else None."""
+    if isinstance(data, Mapping):
+        value = data.get(key)
+        if isinstance(value, list):
+            return value
+    return None
+
+
+def renamed(row: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """The row with native names replaced by canonical ones; other names kept as they are."""
+    return {names.get(key, key): value for key, value in row.items()}

@@ -1,0 +1,25 @@
+"""Celery task of the ingest stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from sqlalchemy.engine import Connection
+
+from tasks.ingestion.core import ingest
+from tasks.runner import STAGE_TASK_OPTIONS, run_celery_stage
+from tasks.stage import StageOutput
+
+
+def ingest_step(conn: Connection, job: dict[str, Any], payload: Any) -> StageOutput:
+    # The raw batch is stored as its records in chunks, or as the platform's whole response.
+    if job["options"].get("raw_format", "records") == "records":
+        payload = {"records": payload}
+    return ingest(payload, job["source"], job["data_type"],
+                  job["options"].get("ingestion_options"))
+
+
+@shared_task(name="ingestion.ingest", **STAGE_TASK_OPTIONS)
+def ingest_task(self: Any, job_id: str) -> dict[str, Any]:
+    return run_celery_stage(self, job_id, "ingest", ingest_step)

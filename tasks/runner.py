@@ -1,0 +1,179 @@
+"""Runs one stage of a job: claim, load input by reference, call the core, save, record.
+
+The stage's output, its quarantined records and its status are written in one
+transaction, so a crash at any point leaves the stage either done or to be redone.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from tasks.stage import StageFailure, StageOutput
+from tasks.storage import db, jobs, payloads, quarantine
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[Connection, dict[str, Any], Any], StageOutput]
+
+# A stage whose holder has not beaten its heartbeat for this long is presumed dead.
+DEFAULT_STALE_SECONDS = 120.0
+
+# Options of every stage task: late acks so a lost worker means a redelivery.
+STAGE_TASK_OPTIONS: dict[str, Any] = {"bind": True, "max_retries": 8, "acks_late": True}
+
+
+def _pipeline_result(job: dict[str, Any], last: StageOutput) -> dict[str, Any]:
+    """The job's overall result: the last stage's result plus what every stage counted."""
+    stages = {s["name"]: s for s in job["stages"]}
+    refused = sum(
+        (s["result"] or {}).get("records_refused", 0) + (s["result"] or {}).get("invalid_count", 0)
+        for s in stages.values()
+    )
+    return {
+        **last.result,
+        "records_received": job["records_count"],
+        "records_rejected": refused + len(last.rejected),
+    }
+
+
+class _Superseded(Exception):
+    """Another task took the stage over while this one was working."""
+
+
+class Heartbeat:
+    """Refreshes the stage's heartbeat from a thread while the stage runs, so the recovery
+    sweep and other deliveries can tell a live holder from a dead one."""
+
+    def __init__(self, job_id: str, stage_name: str, attempt: int, interval: float) -> None:
+        self.job_id, self.stage_name, self.attempt = job_id, stage_name, attempt
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with db.get_engine().begin() as conn:
+                    if not jobs.heartbeat(conn, self.job_id, self.stage_name, self.attempt):
+                        return
+            except Exception:  # a database outage: the stage itself will see and retry it
+                log.warning("job %s: heartbeat failed", self.job_id, exc_info=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _load_input(conn: Connection, job: dict[str, Any], stage_name: str) -> Any:
+    chunks = list(payloads.iter_chunks(conn, job["id"], jobs.input_name(job, stage_name)))
+    if len(chunks) == 1 and not isinstance(chunks[0], list):
+        return chunks[0]  # a native platform response, stored whole
+    return [record for chunk in chunks for record in chunk]
+
+
+def run_stage(
+    job_id: str, stage_name: str, step: Step, *, claimant: str | None = None,
+    stale_seconds: float = DEFAULT_STALE_SECONDS,
+) -> dict[str, Any]:
+    """Run one stage of a job; returns a small summary (never the records)."""
+    engine = db.get_engine()
+    claimant = claimant or f"local-{uuid.uuid4()}"
+    with engine.begin() as conn:
+        job = jobs.claim_stage(conn, job_id, stage_name, claimant, stale_seconds)
+    if job is None:
+        log.info("job %s: stage %s skipped (done, finished or held by another task)",
+                 job_id, stage_name)
+        return {"job_id": job_id, "stage": stage_name, "skipped": True}
+    attempt = jobs.stage_attempt(job, stage_name)
+    log.info("job %s: stage %s started (attempt %d)", job_id, stage_name, attempt)
+    is_last = job["stages"][-1]["name"] == stage_name
+    try:
+        with Heartbeat(job_id, stage_name, attempt, max(0.5, min(10.0, stale_seconds / 4))):
+            with engine.connect() as conn:
+                payload = _load_input(conn, job, stage_name)
+            with engine.begin() as conn:
+                output = step(conn, job, payload)
+                # Commit only if no one took the stage over meanwhile (we were presumed dead).
+                current = jobs.get(conn, job_id, for_update=True)
+                if not jobs.owns_stage(current, stage_name, attempt):
+                    raise _Superseded  # rolls back everything this attempt wrote
+                assert current is not None
+                if not is_last:
+                    payloads.save(conn, job_id, stage_name, output.records)
+                quarantine.save(conn, job_id, stage_name, output.rejected)
+                jobs.finish_stage(
+                    conn, current, stage_name, records_in=output.records_in,
+                    records_out=(
+                        len(output.records) if output.records_out is None
+                        else output.records_out
+                    ),
+                    result=output.result,
+                    job_result=_pipeline_result(current, output) if is_last else None,
+                )
+                if is_last:
+                    # Intermediate outputs are no longer needed; the raw batch stays for replay.
+                    payloads.discard(conn, job_id, [s["name"] for s in job["stages"]])
+    except _Superseded:
+        log.warning("job %s: stage %s was taken over; attempt %d discarded",
+                    job_id, stage_name, attempt)
+        return {"job_id": job_id, "stage": stage_name, "superseded": True}
+    except StageFailure as failure:
+        log.warning("job %s: stage %s failed: %s", job_id, stage_name, failure.message)
+        with engine.begin() as conn:
+            quarantine.save(conn, job_id, stage_name, failure.rejected)
+            jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
+                      failure.details, failure.result)
+        return {"job_id": job_id, "stage": stage_name, "failed": failure.code}
+    log.info("job %s: stage %s succeeded", job_id, stage_name)
+    return {"job_id": job_id, "stage": stage_name, "records_out": len(output.records)}
+
+
+def fail_job(job_id: str, stage_name: str, code: str, message: str) -> None:
+    with db.get_engine().begin() as conn:
+        jobs.fail(conn, job_id, stage_name, code, message)
+
+
+def run_celery_stage(task: Any, job_id: str, stage_name: str, step: Step) -> dict[str, Any]:
+    """`run_stage` inside a Celery task: retry database outages with backoff and jitter,
+    and mark the job failed (never loop) on a permanent error or when retries run out."""
+    stale = float(task.app.conf.get("pipeline_stale_job_seconds") or DEFAULT_STALE_SECONDS)
+    try:
+        return run_stage(job_id, stage_name, step, claimant=task.request.id,
+                         stale_seconds=stale)
+    except (OperationalError, InterfaceError) as exc:
+        retries = task.request.retries
+        if retries >= task.max_retries:
+            _fail_quietly(job_id, stage_name, "database_unavailable",
+                          f"database unreachable after {retries} retries: {exc.orig}")
+            raise
+        countdown = min(60.0, 0.5 * 2 ** retries) * random.uniform(0.5, 1.5)
+        log.warning("job %s: stage %s: database error, retry %d in %.1fs: %s",
+                    job_id, stage_name, retries + 1, countdown, exc.orig)
+        raise task.retry(exc=exc, countdown=countdown) from exc
+    except SoftTimeLimitExceeded:
+        _fail_quietly(job_id, stage_name, "time_limit", "the stage ran past its time limit")
+        raise
+    except Exception as exc:
+        log.exception("job %s: stage %s crashed", job_id, stage_name)
+        _fail_quietly(job_id, stage_name, "internal_error", f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _fail_quietly(job_id: str, stage_name: str, code: str, message: str) -> None:
+    try:
+        fail_job(job_id, stage_name, code, message)
+    except Exception:  # the database may be the thing that is down; the sweep catches up
+        log.exception("job %s: could not record failure %s", job_id, code)

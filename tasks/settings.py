@@ -1,0 +1,104 @@
+"""Settings: named values with typed parsers and clear fallbacks, read from the environment.
+
+Read by `Settings.from_env()` when an app or worker is built, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class SettingsError(ValueError):
+    """A setting with a value that cannot be used; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    broker_url: str | None = None
+    result_backend: str | None = None
+    api_keys: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 5000
+    # Limits on every input: bytes of one request body, records in one request.
+    max_body_bytes: int = 256 * 1024 * 1024
+    max_records: int = 1_000_000
+    # Streamed file uploads (CSV, NDJSON) are held one chunk at a time: larger limits.
+    max_file_bytes: int = 4 * 1024**3
+    max_file_records: int = 50_000_000
+    # Records per stored chunk of a batch; bounds a worker's memory per step.
+    chunk_records: int = 20_000
+    # A job queued, or a stage running, this long without a heartbeat is presumed lost:
+    # the recovery sweep (run every sweep_interval_seconds) sends it again.
+    stale_job_seconds: float = 120.0
+    sweep_interval_seconds: float = 30.0
+    log_json: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            database_url=_optional(env, "DATABASE_URL"),
+            broker_url=_optional(env, "CELERY_BROKER_URL"),
+            result_backend=_optional(env, "CELERY_RESULT_BACKEND"),
+            api_keys=_list(env, "API_KEYS"),
+            host=env.get("HOST", "").strip() or "127.0.0.1",
+            port=_int(env, "PORT", 5000, minimum=1),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 256 * 1024 * 1024, minimum=1024),
+            max_records=_int(env, "MAX_RECORDS_PER_REQUEST", 1_000_000, minimum=1),
+            max_file_bytes=_int(env, "MAX_FILE_BYTES", 4 * 1024**3, minimum=1024),
+            max_file_records=_int(env, "MAX_FILE_RECORDS", 50_000_000, minimum=1),
+            chunk_records=_int(env, "CHUNK_RECORDS", 20_000, minimum=100),
+            stale_job_seconds=_float(env, "STALE_JOB_SECONDS", 120.0),
+            sweep_interval_seconds=_float(env, "RECOVERY_SWEEP_SECONDS", 30.0),
+            log_json=env.get("LOG_FORMAT", "").strip().lower() == "json",
+        )
+
+    def require_services(self) -> None:
+        """Fail with one clear line when the service URLs are missing."""
+        missing = [
+            name
+            for name, value in (
+                ("DATABASE_URL", self.database_url),
+                ("CELERY_BROKER_URL", self.broker_url),
+            )
+            if not value
+        ]
+        if missing:
+            raise SettingsError(
+                f"{' and '.join(missing)} not set; `make run` starts private servers for you"
+            )

@@ -1,0 +1,74 @@
+"""The store stage core: coerce to the table's types and upsert in bulk."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from tasks.coerce import coerce_record
+from tasks.datatypes import DataType
+from tasks.stage import StageOutput, utc_timestamp
+from tasks.storage.quarantine import Rejected
+from tasks.storage.upsert import upsert
+
+
+class StorageOptionError(ValueError):
+    """storage_options that cannot be honoured; details say what is allowed."""
+
+    def __init__(self, message: str, details: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.details = dict(details)
+
+
+def check_options(data_type: DataType, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Normalised storage options; a table other than the data type's own is refused."""
+    options = dict(options or {})
+    allowed = [data_type.table_name, *data_type.table_aliases]
+    table = options.get("table_name", data_type.table_name)
+    if table not in allowed:
+        raise StorageOptionError(
+            f"table_name {table!r} is not a table of {data_type.name}",
+            {"field": "storage_options.table_name", "allowed": allowed},
+        )
+    upsert_flag = options.get("upsert", True)
+    if not isinstance(upsert_flag, bool):
+        raise StorageOptionError("storage_options.upsert must be true or false",
+                                 {"field": "storage_options.upsert"})
+    return {"table_name": data_type.table_name, "upsert": upsert_flag}
+
+
+def store(
+    conn: Connection,
+    records: list[dict[str, Any]],
+    data_type: DataType,
+    options: Mapping[str, Any] | None,
+    *,
+    job_id: str,
+) -> StageOutput:
+    opts = check_options(data_type, options)
+    clean: list[dict[str, Any]] = []
+    rejected: list[Rejected] = []
+    for index, raw in enumerate(records):
+        record, errors = coerce_record(raw, data_type)
+        if errors:
+            rejected.append(Rejected(index, raw, [
+                {"rule": "type", "field": f, "value": v, "message": m} for f, v, m in errors
+            ]))
+        else:
+            clean.append(record)
+    counts = upsert(conn, data_type, clean, job_id=job_id, update_existing=opts["upsert"])
+    return StageOutput(
+        records=[],
+        rejected=rejected,
+        records_in=len(records),
+        records_out=counts["inserted"] + counts["updated"],
+        result={
+            "stored_at": utc_timestamp(),
+            "records_count": counts["inserted"] + counts["updated"],
+            "table_name": opts["table_name"],
+            **counts,
+            "status": "success",
+        },
+    )

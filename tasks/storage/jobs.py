@@ -1,0 +1,241 @@
+"""The job store: one durable row per job with its stages, counts, results and error.
+
+The job row is the truth clients poll; it survives a Redis flush and a worker crash.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from tasks.storage.schema import jobs_table
+
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+PENDING = "pending"
+FINISHED = (SUCCEEDED, FAILED)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def isoformat(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def new_stage(name: str) -> dict[str, Any]:
+    return {
+        "name": name, "status": PENDING, "records_in": None, "records_out": None,
+        "started_at": None, "finished_at": None, "result": None,
+    }
+
+
+def create(
+    conn: Connection,
+    *,
+    job_id: str,
+    kind: str,
+    data_type: str,
+    source: str | None,
+    stages: list[str],
+    options: dict[str, Any],
+    records_count: int,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> None:
+    conn.execute(insert(jobs_table).values(
+        id=job_id, kind=kind, status=QUEUED, data_type=data_type, source=source,
+        options=options, stages=[new_stage(s) for s in stages], records_count=records_count,
+        idempotency_key=idempotency_key, request_hash=request_hash,
+    ))
+
+
+def get(conn: Connection, job_id: str, for_update: bool = False) -> dict[str, Any] | None:
+    query = select(jobs_table).where(jobs_table.c.id == job_id)
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
+def find_by_idempotency_key(conn: Connection, key: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(jobs_table).where(jobs_table.c.idempotency_key == key)
+    ).mappings().first()
+    return dict(row) if row else None
+
+
+def _stage(job: dict[str, Any], name: str) -> dict[str, Any]:
+    for stage in job["stages"]:
+        if stage["name"] == name:
+            return stage
+    raise KeyError(f"job {job['id']} has no stage {name!r}")
+
+
+def input_name(job: dict[str, Any], stage_name: str) -> str:
+    """The payload a stage reads: the output of the stage before it, or the raw batch."""
+    names = [s["name"] for s in job["stages"]]
+    index = names.index(stage_name)
+    return "raw" if index == 0 else names[index - 1]
+
+
+def _seconds_since(stamp: str | None, now: datetime) -> float:
+    if not stamp:
+        return float("inf")
+    return (now - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()
+
+
+def claim_stage(
+    conn: Connection, job_id: str, stage_name: str, claimant: str, stale_seconds: float,
+) -> dict[str, Any] | None:
+    """Lock the job and take the stage for `claimant` (a task id); None when it must not run.
+
+    Not run: a stage already succeeded, a job already finished, or a stage that another
+    task holds with a fresh heartbeat. The same task (a retry, or its message redelivered
+    after a worker died) takes the stage over at once; another task only once the
+    holder's heartbeat is older than `stale_seconds`. Each claim bumps `attempt`, so a
+    superseded holder cannot commit its output (see `owns_stage`).
+    """
+    job = get(conn, job_id, for_update=True)
+    if job is None or job["status"] in FINISHED:
+        return None
+    stage = _stage(job, stage_name)
+    if stage["status"] == SUCCEEDED:
+        return None
+    now = utcnow()
+    if (stage["status"] == RUNNING and stage.get("claimed_by") != claimant
+            and _seconds_since(stage.get("heartbeat_at"), now) < stale_seconds):
+        return None
+    stage.update(
+        status=RUNNING, claimed_by=claimant, attempt=stage.get("attempt", 0) + 1,
+        heartbeat_at=isoformat(now),
+    )
+    stage["started_at"] = stage.get("started_at") or isoformat(now)
+    values: dict[str, Any] = {"stages": job["stages"], "status": RUNNING, "updated_at": now}
+    if job["started_at"] is None:
+        values["started_at"] = now
+    conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(**values))
+    job.update(values)
+    return job
+
+
+def owns_stage(job: dict[str, Any] | None, stage_name: str, attempt: int) -> bool:
+    """True while the stage is still running under this claim (no one took it over)."""
+    if job is None or job["status"] in FINISHED:
+        return False
+    stage = _stage(job, stage_name)
+    return stage["status"] == RUNNING and stage.get("attempt") == attempt
+
+
+def stage_attempt(job: dict[str, Any], stage_name: str) -> int:
+    return int(_stage(job, stage_name).get("attempt", 0))
+
+
+def heartbeat(conn: Connection, job_id: str, stage_name: str, attempt: int,
+              progress: dict[str, Any] | None = None) -> bool:
+    """Refresh the holder's heartbeat; False when the stage was taken over or finished."""
+    job = get(conn, job_id, for_update=True)
+    if not owns_stage(job, stage_name, attempt):
+        return False
+    assert job is not None
+    now = utcnow()
+    _stage(job, stage_name)["heartbeat_at"] = isoformat(now)
+    values: dict[str, Any] = {"stages": job["stages"], "updated_at": now}
+    if progress is not None:
+        values["progress"] = progress
+    conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(**values))
+    return True
+
+
+def finish_stage(
+    conn: Connection,
+    job: dict[str, Any],
+    stage_name: str,
+    *,
+    records_in: int,
+    records_out: int,
+    result: dict[str, Any],
+    job_result: dict[str, Any] | None = None,
+) -> bool:
+    """Record a stage's success; returns True when it was the job's last stage."""
+    now = utcnow()
+    stage = _stage(job, stage_name)
+    stage.update(
+        status=SUCCEEDED, records_in=records_in, records_out=records_out,
+        finished_at=isoformat(now), result=result,
+    )
+    last = job["stages"][-1]["name"] == stage_name
+    values: dict[str, Any] = {"stages": job["stages"], "updated_at": now, "progress": None}
+    if last:
+        values.update(status=SUCCEEDED, finished_at=now, result=job_result or result)
+    conn.execute(update(jobs_table).where(jobs_table.c.id == job["id"]).values(**values))
+    return last
+
+
+def fail(
+    conn: Connection,
+    job_id: str,
+    stage_name: str | None,
+    code: str,
+    message: str,
+    details: Any = None,
+    result: dict[str, Any] | None = None,
+) -> None:
+    job = get(conn, job_id, for_update=True)
+    if job is None or job["status"] in FINISHED:
+        return
+    now = utcnow()
+    if stage_name is not None:
+        stage = _stage(job, stage_name)
+        stage.update(status=FAILED, finished_at=isoformat(now))
+        if result is not None:
+            stage["result"] = result
+    conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(
+        status=FAILED, stages=job["stages"], finished_at=now, updated_at=now,
+        error={"code": code, "message": message, "details": details},
+        result=result,
+    ))
+
+
+def set_progress(conn: Connection, job_id: str, progress: dict[str, Any]) -> None:
+    conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(
+        progress=progress, updated_at=func.now()))
+
+
+def set_records_count(conn: Connection, job_id: str, count: int) -> None:
+    conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(
+        records_count=count))
+
+
+def mark_enqueued(conn: Connection, job_id: str) -> None:
+    conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(
+        enqueue_count=jobs_table.c.enqueue_count + 1, updated_at=func.now()))
+
+
+def to_public(job: dict[str, Any]) -> dict[str, Any]:
+    """The job as the HTTP contract shows it."""
+    public = {
+        "job_id": job["id"],
+        "kind": job["kind"],
+        "status": job["status"],
+        "data_type": job["data_type"],
+        "source": job["source"],
+        "records_count": job["records_count"],
+        "stages": job["stages"],
+        "result": job["result"],
+        "error": job["error"],
+        "created_at": isoformat(job["created_at"]),
+        "started_at": isoformat(job["started_at"]),
+        "finished_at": isoformat(job["finished_at"]),
+    }
+    if job.get("progress"):
+        public["progress"] = job["progress"]
+    return public

@@ -1,0 +1,73 @@
+"""Quarantined records: what a stage refused, why, and the record as it came."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from tasks.coerce import json_default
+from tasks.storage.schema import rejected_table
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """One refused record: its index in the stage's input, the record, and the reasons."""
+
+    index: int
+    record: Any
+    reasons: list[dict[str, Any]]
+
+
+def _jsonable(value: Any) -> Any:
+    # Records may hold Decimals and dates after coercion; store them as JSON text values.
+    return orjson.loads(orjson.dumps(value, default=json_default))
+
+
+def save(conn: Connection, job_id: str, stage: str, rejected: Sequence[Rejected]) -> None:
+    if not rejected:
+        return
+    conn.execute(insert(rejected_table), [
+        {
+            "job_id": job_id, "stage": stage, "record_index": r.index,
+            "record": _jsonable(r.record), "reasons": _jsonable(r.reasons),
+        }
+        for r in rejected
+    ])
+
+
+def count(conn: Connection, job_id: str) -> int:
+    return conn.execute(
+        select(func.count()).select_from(rejected_table).where(rejected_table.c.job_id == job_id)
+    ).scalar_one()
+
+
+def page(conn: Connection, job_id: str, limit: int, offset: int) -> list[dict[str, Any]]:
+    query = (
+        select(rejected_table)
+        .where(rejected_table.c.job_id == job_id)
+        .order_by(rejected_table.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [
+        {
+            "id": row["id"], "stage": row["stage"], "record_index": row["record_index"],
+            "record": row["record"], "reasons": row["reasons"],
+            "replayed_by": row["replayed_by"],
+        }
+        for row in conn.execute(query).mappings()
+    ]
+
+
+def mark_replayed(conn: Connection, job_id: str, replay_job_id: str) -> int:
+    result = conn.execute(
+        update(rejected_table)
+        .where(rejected_table.c.job_id == job_id, rejected_table.c.replayed_by.is_(None))
+        .values(replayed_by=replay_job_id)
+    )
+    return result.rowcount

@@ -1,0 +1,135 @@
+"""Bulk upsert: COPY into a temporary table, then one INSERT .. SELECT .. ON CONFLICT.
+
+Every identifier comes from a data type declaration and is quoted by psycopg2.sql;
+values travel only through COPY, never through SQL text.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from psycopg2 import sql
+from sqlalchemy.engine import Connection
+
+from tasks.coerce import json_default
+from tasks.datatypes import (
+    BOOLEAN,
+    DATE,
+    DATETIME,
+    DECIMAL,
+    INTEGER,
+    JSON,
+    LINEAGE_COLUMNS,
+    TEXT,
+    DataType,
+)
+
+PG_TYPES = {
+    TEXT: "text", INTEGER: "bigint", DECIMAL: "numeric", DATE: "date",
+    DATETIME: "timestamptz", BOOLEAN: "boolean", JSON: "jsonb",
+}
+
+
+def _copy_value(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, dict | list):
+        return orjson.dumps(value, default=json_default).decode()
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _copy_text(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> io.StringIO:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for seq, record in enumerate(records):
+        writer.writerow([seq, *(_copy_value(record.get(c)) for c in columns)])
+    buffer.seek(0)
+    return buffer
+
+
+def upsert(
+    conn: Connection,
+    data_type: DataType,
+    records: Sequence[dict[str, Any]],
+    *,
+    job_id: str,
+    update_existing: bool = True,
+) -> dict[str, int]:
+    """Write `records` into the data type's table; counts inserted, updated and skipped.
+
+    Within the batch the last record of a natural key wins. With `update_existing`
+    False, existing keys are left untouched and counted as skipped.
+    """
+    if not records:
+        return {"inserted": 0, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
+    lineage = set(LINEAGE_COLUMNS)
+    columns = [c for c in data_type.all_columns if c not in lineage]
+    kinds = data_type.all_columns
+    temp = sql.Identifier(f"_upsert_{data_type.table_name}")
+    target = sql.Identifier(data_type.table_name)
+    col_ids = [sql.Identifier(c) for c in columns]
+    key_ids = [sql.Identifier(c) for c in data_type.natural_key]
+
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql.SQL("CREATE TEMP TABLE {} (_seq bigint, {}) ON COMMIT DROP").format(
+            temp,
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(PG_TYPES[kinds[c]]))
+                for c in columns
+            ),
+        ))
+        cursor.copy_expert(
+            sql.SQL("COPY {} (_seq, {}) FROM STDIN WITH (FORMAT csv)").format(
+                temp, sql.SQL(", ").join(col_ids)
+            ).as_string(cursor),
+            _copy_text(records, columns),
+        )
+        if update_existing:
+            updatable = [c for c in columns if c not in data_type.natural_key]
+            conflict = sql.SQL("DO UPDATE SET {}, {} = EXCLUDED.{}, {} = now()").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                    for c in updatable
+                ),
+                sql.Identifier("job_id"), sql.Identifier("job_id"), sql.Identifier("updated_at"),
+            )
+        else:
+            conflict = sql.SQL("DO NOTHING")
+        cursor.execute(sql.SQL(
+            "WITH written AS ("
+            " INSERT INTO {target} ({cols}, job_id, ingested_at, updated_at)"
+            " SELECT DISTINCT ON ({keys}) {cols}, %(job_id)s, now(), now() FROM {temp}"
+            " ORDER BY {keys}, _seq DESC"
+            " ON CONFLICT ({keys}) {conflict}"
+            " RETURNING (xmax = 0) AS inserted)"
+            " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
+            " (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {temp}) k)"
+            " FROM written"
+        ).format(
+            target=target, cols=sql.SQL(", ").join(col_ids), keys=sql.SQL(", ").join(key_ids),
+            temp=temp, conflict=conflict,
+        ), {"job_id": job_id})
+        inserted, updated, distinct = cursor.fetchone()
+        cursor.execute(sql.SQL("DROP TABLE {}").format(temp))
+    finally:
+        cursor.close()
+    return {
+        "inserted": inserted,
+        "updated": updated,
+        "skipped": distinct - inserted - updated,
+        "duplicates_in_batch": len(records) - distinct,
+    }
+

@@ -1,0 +1,163 @@
+"""Accepting work: the job row and its raw batch committed together, then the chain enqueued.
+
+Once `accept` returns, the batch is durable: if the broker is down or loses the message,
+the recovery sweep re-enqueues the job from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from celery import Celery, chain
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from tasks.celery_app import PIPELINE_STAGES, TASK_NAMES
+from tasks.storage import jobs, payloads
+
+log = logging.getLogger(__name__)
+
+
+class IdempotencyConflict(ValueError):
+    """The Idempotency-Key was already used with a different request body."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was already used with a different request "
+                         f"(job {job_id})")
+        self.job_id = job_id
+
+
+def _existing(engine: Engine, key: str, request_hash: str | None) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        job = jobs.find_by_idempotency_key(conn, key)
+    if job is not None and job["request_hash"] != request_hash:
+        raise IdempotencyConflict(key, job["id"])
+    return job
+
+
+def accept(
+    engine: Engine,
+    celery_app: Celery,
+    *,
+    kind: str,
+    stages: Sequence[str],
+    data_type: str,
+    source: str | None,
+    data: Any,
+    records_count: int,
+    options: Mapping[str, Any] | None = None,
+    chunk_records: int = payloads.DEFAULT_CHUNK,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> dict[str, Any]:
+    """Store the job and its raw batch in one transaction, then enqueue its stages.
+
+    With an idempotency key already used for the same request, the existing job is
+    returned (with "replayed": True) and nothing new is stored or sent.
+    """
+    if idempotency_key is not None:
+        existing = _existing(engine, idempotency_key, request_hash)
+        if existing is not None:
+            return {**existing, "replayed": True}
+    job_id = str(uuid.uuid4())
+    records = data.get("records") if isinstance(data, Mapping) else None
+    # Only the ingest stage understands native responses; the others take data.records.
+    as_records = isinstance(records, list) and (len(data) == 1 or stages[0] != "ingest")
+    options = {**(options or {}), "raw_format": "records" if as_records else "native"}
+    try:
+        job = _store(engine, job_id, kind, data_type, source, stages, options, records_count,
+                     idempotency_key, request_hash, data, as_records, chunk_records)
+    except IntegrityError:
+        # Two requests with the same key at once: the other one won; answer with its job.
+        if idempotency_key is None:
+            raise
+        existing = _existing(engine, idempotency_key, request_hash)
+        if existing is None:
+            raise
+        return {**existing, "replayed": True}
+    enqueue(engine, celery_app, job_id, stages)
+    return {**job, "replayed": False}
+
+
+def _store(engine: Engine, job_id: str, kind: str, data_type: str, source: str | None,
+           stages: Sequence[str], options: dict[str, Any], records_count: int,
+           idempotency_key: str | None, request_hash: str | None, data: Any,
+           as_records: bool, chunk_records: int) -> dict[str, Any]:
+    with engine.begin() as conn:
+        jobs.create(
+            conn, job_id=job_id, kind=kind, data_type=data_type, source=source,
+            stages=list(stages), options=options, records_count=records_count,
+            idempotency_key=idempotency_key, request_hash=request_hash,
+        )
+        if as_records:
+            payloads.save(conn, job_id, payloads.RAW, data["records"], chunk=chunk_records)
+        else:
+            # A platform's whole response: kept as it came, the adapter unpacks it.
+            payloads.save_encoded(conn, job_id, payloads.RAW, 0, records_count,
+                                  payloads.encode(data))
+        job = jobs.get(conn, job_id)
+    assert job is not None
+    return job
+
+
+def enqueue(engine: Engine, celery_app: Celery, job_id: str, stages: Sequence[str]) -> bool:
+    """Send the chain of `stages` for the job; False (and logged) when the broker refuses."""
+    signatures = [
+        celery_app.signature(TASK_NAMES[stage], args=(job_id,), immutable=True)
+        for stage in stages
+    ]
+    try:
+        chain(*signatures, app=celery_app).apply_async()
+    except Exception as exc:  # the job is durable; the recovery sweep will send it again
+        log.warning("job %s accepted but not enqueued (broker: %s); the sweep will retry",
+                    job_id, exc)
+        return False
+    with engine.begin() as conn:
+        jobs.mark_enqueued(conn, job_id)
+    return True
+
+
+class TooManyRecords(ValueError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} records in one upload; the limit is {limit}")
+        self.limit = limit
+
+
+def accept_chunks(
+    engine: Engine,
+    celery_app: Celery,
+    *,
+    chunks: Iterator[list[dict[str, Any]]],
+    data_type: str,
+    source: str | None,
+    max_records: int,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Accept a streamed upload: chunks are stored as they arrive, in the same transaction
+    as the job row, so memory holds one chunk and a broken upload leaves nothing behind."""
+    job_id = str(uuid.uuid4())
+    count = 0
+    with engine.begin() as conn:
+        jobs.create(
+            conn, job_id=job_id, kind="pipeline", data_type=data_type, source=source,
+            stages=list(PIPELINE_STAGES), records_count=0,
+            options={**(options or {}), "raw_format": "records"},
+        )
+        seq = 0
+        for chunk in chunks:
+            count += len(chunk)
+            if count > max_records:
+                raise TooManyRecords(max_records)
+            payloads.save_encoded(conn, job_id, payloads.RAW, seq, len(chunk),
+                                  payloads.encode(chunk))
+            seq += 1
+        if seq == 0:
+            payloads.save_encoded(conn, job_id, payloads.RAW, 0, 0, b"[]")
+        jobs.set_records_count(conn, job_id, count)
+        job = jobs.get(conn, job_id)
+    assert job is not None
+    enqueue(engine, celery_app, job_id, PIPELINE_STAGES)
+    return {**job, "replayed": False}

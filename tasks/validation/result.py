@@ -1,0 +1,142 @@
+"""From rule outcomes to the stage's output: valid records, quarantined records with their
+reasons, and a GE-style result whose lists are capped so its size does not grow with the
+batch (the per-record reasons go to quarantine, not into the result)."""
+
+from __future__ import annotations
+
+import heapq
+from itertools import compress, count, islice, repeat
+from typing import Any
+
+import orjson
+
+from tasks.coerce import json_default
+from tasks.stage import utc_timestamp
+from tasks.storage.quarantine import Rejected
+from tasks.validation.batch import Batch
+from tasks.validation.model import Outcome, Rule
+from tasks.validation.spec import FAIL, REJECT_BATCH, SEVERITIES
+
+PARTIAL_UNEXPECTED_CAP = 20
+UNEXPECTED_INDEX_CAP = 100
+FAILURE_CASES_CAP = 100
+VALUE_PREVIEW_CHARS = 200
+
+Evaluated = list[tuple[Rule, Outcome]]
+
+
+def _preview(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > VALUE_PREVIEW_CHARS:
+        return value[:VALUE_PREVIEW_CHARS] + "..."
+    return value
+
+
+def jsonable(values: list[Any]) -> list[Any]:
+    """Plain JSON values (the job row is JSON): Decimal as its string, dates ISO, long
+    strings cut."""
+    plain = orjson.loads(orjson.dumps(values, default=json_default))
+    return [_preview(v) for v in plain]
+
+
+def _message(rule: Rule, outcome: Outcome, k: int) -> str:
+    return outcome.messages[k] if outcome.messages is not None else rule.describe(outcome.values[k])
+
+
+def split(batch: Batch, evaluated: Evaluated) -> tuple[list[dict[str, Any]], list[Rejected]]:
+    """Records failing any fail-severity rule are quarantined, with every issue they have
+    (warnings included); the others go on. `mostly` does not save a failing record."""
+    invalid: set[int] = set()
+    for rule, outcome in evaluated:
+        if rule.severity == FAIL and not rule.batch_level:
+            invalid.update(outcome.indices)
+    if not invalid:
+        return batch.records, []
+    reasons: dict[int, list[dict[str, Any]]] = {i: [] for i in sorted(invalid)}
+    for rule, outcome in evaluated:
+        for k, index, value in zip(count(), outcome.indices, outcome.values):
+            bucket = reasons.get(index)
+            if bucket is not None:
+                bucket.append({
+                    "rule": rule.name, "field": rule.field, "value": value,
+                    "message": _message(rule, outcome, k), "severity": rule.severity,
+                })
+    keep = bytearray(b"\x01") * batch.size
+    for index in invalid:
+        keep[index] = 0
+    valid = list(compress(batch.records, keep))
+    return valid, [Rejected(i, batch.raw[i], found) for i, found in reasons.items()]
+
+
+def rule_report(rule: Rule, outcome: Outcome, size: int) -> dict[str, Any]:
+    unexpected = len(outcome.indices)
+    success = not outcome.batch_failed if rule.batch_level else rule.passes(unexpected, size)
+    report: dict[str, Any] = {
+        "rule": rule.name, **rule.args,
+        "severity": rule.severity, "mostly": rule.mostly, "origin": rule.origin,
+        "success": success,
+        "unexpected_count": unexpected,
+        "unexpected_percent": round(100 * unexpected / size, 4) if size else 0.0,
+        "partial_unexpected_list": jsonable(outcome.values[:PARTIAL_UNEXPECTED_CAP]),
+        "unexpected_index_list": outcome.indices[:UNEXPECTED_INDEX_CAP],
+    }
+    if rule.batch_level:
+        report["observed_value"] = outcome.observed
+        if not success:
+            report["message"] = rule.describe(outcome.observed)
+    return report
+
+
+def failure_cases(evaluated: Evaluated) -> list[dict[str, Any]]:
+    """The first failures in record order, across all rules, capped."""
+    streams = [
+        zip(outcome.indices, repeat(position), count())
+        for position, (_, outcome) in enumerate(evaluated)
+    ]
+    cases = []
+    for index, position, k in islice(heapq.merge(*streams), FAILURE_CASES_CAP):
+        rule, outcome = evaluated[position]
+        cases.append({
+            "index": index, "field": rule.field, "rule": rule.name,
+            "value": outcome.values[k], "severity": rule.severity,
+            "message": _message(rule, outcome, k),
+        })
+    values = jsonable([case["value"] for case in cases])
+    for case, value in zip(cases, values, strict=True):
+        case["value"] = value
+    return cases
+
+
+def summarise(batch: Batch, evaluated: Evaluated, valid_count: int, invalid_count: int,
+              on_invalid: str) -> dict[str, Any]:
+    """The stage result: the seed's fields first, then counts, statistics and rules."""
+    reports = [rule_report(rule, outcome, batch.size) for rule, outcome in evaluated]
+    passed = all(r["success"] for r in reports if r["severity"] == FAIL)
+    by_severity = dict.fromkeys(SEVERITIES, 0)
+    for rule, outcome in evaluated:
+        # A failed batch-level rule is one issue; it has no failing records.
+        by_severity[rule.severity] += len(outcome.indices) + outcome.batch_failed
+    successful = sum(r["success"] for r in reports)
+    cases = failure_cases(evaluated)
+    total_failures = sum(len(outcome.indices) for _, outcome in evaluated)
+    return {
+        "validated_at": utc_timestamp(),
+        "validation_passed": passed,
+        "issues_found": sum(by_severity.values()),
+        "records_count": batch.size,
+        "valid_count": valid_count,
+        "invalid_count": invalid_count,
+        "on_invalid": on_invalid,
+        "batch_rejected": on_invalid == REJECT_BATCH and not passed,
+        "issues_by_severity": by_severity,
+        "element_count": batch.size,
+        "statistics": {
+            "evaluated_expectations": len(reports),
+            "successful_expectations": successful,
+            "unsuccessful_expectations": len(reports) - successful,
+            "success_percent": round(100 * successful / len(reports), 4) if reports else 100.0,
+        },
+        "rules": reports,
+        "failure_cases": cases,
+        "failure_cases_truncated": total_failures > len(cases),
+        "status": "success",
+    }

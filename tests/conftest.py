@@ -1,0 +1,190 @@
+"""Fixtures: a fresh PostgreSQL database, a Redis broker and real Celery worker processes.
+
+With DATABASE_URL and CELERY_BROKER_URL set, the suite uses those servers (creating its
+own database `pipeline_test` on that PostgreSQL); with neither set, it starts the private
+servers from wheels under var/test, as `make run` does. Pure unit tests under tests/unit
+use none of this.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
+
+from tests.helpers import wait_job
+
+ROOT = Path(__file__).resolve().parents[1]
+# One database per concurrent test run; PIPELINE_TEST_DATABASE keeps parallel runs apart.
+TEST_DATABASE = os.environ.get("PIPELINE_TEST_DATABASE", "pipeline_test")
+assert TEST_DATABASE.isidentifier() and TEST_DATABASE.islower(), "a plain lowercase name"
+WORKER_READY_SECONDS = 60
+
+
+def _create_test_database(server_url: str) -> str:
+    """Drop and create the test database on the server of `server_url`; returns its URL."""
+    import psycopg2
+
+    url = make_url(server_url)
+    params: dict[str, Any] = {"dbname": "postgres", "user": url.username or "postgres"}
+    if url.password:
+        params["password"] = url.password
+    host = url.host or url.query.get("host")
+    if host:
+        params["host"] = host
+    if url.port or url.query.get("port"):
+        params["port"] = url.port or url.query.get("port")
+    conn = psycopg2.connect(**params)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()", (TEST_DATABASE,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}"')  # constant name
+        cur.execute(f'CREATE DATABASE "{TEST_DATABASE}"')
+    conn.close()
+    return url.set(database=TEST_DATABASE).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def service_env() -> Iterator[dict[str, str]]:
+    """DATABASE_URL and CELERY_BROKER_URL of the servers this test session uses."""
+    database_url = os.environ.get("DATABASE_URL")
+    broker_url = os.environ.get("CELERY_BROKER_URL")
+    servers = None
+    if not (database_url and broker_url):
+        from stack.embedded import EmbeddedServers
+
+        servers = EmbeddedServers(ROOT / "var" / "test")
+        servers.start()
+        database_url, broker_url = servers.database_url, servers.broker_url
+    yield {
+        "DATABASE_URL": _create_test_database(database_url),
+        "CELERY_BROKER_URL": broker_url,
+    }
+    if servers is not None:
+        servers.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(service_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Settings pointing at the test servers."""
+    from tasks.settings import Settings
+
+    return Settings.from_env({**os.environ, **service_env})
+
+
+@pytest.fixture(scope="session")
+def app(settings):  # type: ignore[no-untyped-def]
+    """The Flask app, built by the factory against the test servers."""
+    from webapp import create_app
+
+    yield create_app({"SETTINGS": settings, "TESTING": True})
+
+
+@pytest.fixture(scope="session")
+def engine(app) -> Engine:  # type: ignore[no-untyped-def]
+    """The SQLAlchemy engine on the test database, schema created."""
+    from tasks.storage import db
+
+    return db.get_engine()
+
+
+def start_worker(env: dict[str, str], log_path: Path, concurrency: int = 2,
+                 extra_args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """A real Celery worker process consuming both queues; waits until it is ready."""
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "webapp.make_celery", "worker",
+         "-Q", "pipeline,store", "-c", str(concurrency), "-E", "--loglevel=INFO",
+         "--without-mingle", "--without-gossip", "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
+         *extra_args],
+        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + WORKER_READY_SECONDS
+    while b" ready." not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_worker(process)
+            raise RuntimeError(f"worker did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return process
+
+
+def stop_worker(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+                timeout: float = 30) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def worker(service_env: dict[str, str], app, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A Celery worker process (2 children) for the whole session."""
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    process = start_worker(service_env, log_path)
+    yield process
+    stop_worker(process)
+
+
+@pytest.fixture
+def client(app, worker):  # type: ignore[no-untyped-def]
+    """A test client of the app, with a live worker behind it."""
+    return app.test_client()
+
+
+@pytest.fixture
+def clean_tables(engine: Engine) -> Iterator[None]:
+    """Empty every data table before the test."""
+    from tasks.storage.schema import DATA_TABLES
+
+    names = ", ".join(f'"{name}"' for name in DATA_TABLES)  # names from declarations
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names}"))
+    yield
+
+
+@pytest.fixture
+def job_waiter(client):  # type: ignore[no-untyped-def]
+    """wait(job_id): long-poll a job until it finishes."""
+    return lambda job_id, timeout=30.0: wait_job(client, job_id, timeout)
+
+
+@pytest.fixture
+def run_job(client):  # type: ignore[no-untyped-def]
+    """POST a body to a pipeline endpoint, assert 202, and return the finished job."""
+
+    def run(endpoint: str, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        response = client.post(f"/api/v1/data_pipeline/{endpoint}", json=body)
+        assert response.status_code == 202, response.get_json()
+        return wait_job(client, response.get_json()["job_id"], timeout)
+
+    return run
+
+
+@pytest.fixture
+def retrieve(client):  # type: ignore[no-untyped-def]
+    """POST /retrieve and return its `result`, asserting 200."""
+
+    def query(body: dict[str, Any]) -> dict[str, Any]:
+        response = client.post("/api/v1/data_pipeline/retrieve", json=body)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["result"]
+
+    return query

@@ -1,0 +1,137 @@
+"""Bad input gets the contract's JSON error shape with the right status, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_seed_api import SEED_INGEST
+
+ENDPOINTS = ("ingest", "validate", "process", "store")
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["success"] is False
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["message"]
+    if code:
+        assert body["error"]["code"] == code
+    return body["error"]
+
+
+@pytest.mark.parametrize("endpoint", [*ENDPOINTS, "retrieve"])
+def test_malformed_json_is_400(client, endpoint):
+    response = client.post(f"/api/v1/data_pipeline/{endpoint}", data=b'{"data_type": ',
+                           content_type="application/json")
+    error = assert_error(response, 400, "bad_request")
+    assert "malformed JSON" in error["message"]
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_missing_data_type_is_422_naming_the_field(client, endpoint):
+    response = client.post(f"/api/v1/data_pipeline/{endpoint}",
+                           json={"data": {"records": []}})
+    error = assert_error(response, 422, "invalid_request")
+    assert "data_type" in error["details"]
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_unknown_data_type_is_422_listing_the_known_ones(client, endpoint):
+    response = client.post(f"/api/v1/data_pipeline/{endpoint}",
+                           json={"data_type": "nope", "data": {"records": []}})
+    error = assert_error(response, 422)
+    assert error["details"]["field"] == "data_type"
+    assert "campaign_performance" in error["details"]["allowed"]
+
+
+@pytest.mark.parametrize("records", ["x", 5, None, {"a": 1}])
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_records_not_a_list_is_422(client, endpoint, records):
+    response = client.post(f"/api/v1/data_pipeline/{endpoint}",
+                           json={"data_type": "campaign_performance",
+                                 "data": {"records": records}})
+    error = assert_error(response, 422)
+    assert "records" in error["message"]
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_records_not_objects_is_422_naming_the_record(client, endpoint):
+    response = client.post(f"/api/v1/data_pipeline/{endpoint}",
+                           json={"data_type": "campaign_performance",
+                                 "data": {"records": [{"campaign_id": "1"}, 7]}})
+    error = assert_error(response, 422)
+    if endpoint != "ingest":
+        assert error["details"]["field"] == "data.records[1]"
+
+
+@pytest.mark.parametrize("data", ["text", 3, None])
+def test_data_not_an_object_is_422(client, data):
+    response = client.post("/api/v1/data_pipeline/ingest",
+                           json={"data_type": "campaign_performance", "data": data})
+    error = assert_error(response, 422)
+    assert "data" in str(error["details"])
+
+
+def test_unknown_top_level_field_is_422_naming_it(client):
+    response = client.post("/api/v1/data_pipeline/ingest", json={**SEED_INGEST, "colour": 1})
+    error = assert_error(response, 422)
+    assert "colour" in error["details"]
+
+
+def test_body_that_is_not_an_object_is_422(client):
+    assert_error(client.post("/api/v1/data_pipeline/ingest", json=[1, 2]), 422)
+
+
+def test_wrong_media_type_is_415(client):
+    response = client.post("/api/v1/data_pipeline/ingest", data="campaign_id=1",
+                           content_type="application/x-www-form-urlencoded")
+    assert_error(response, 415, "unsupported_media_type")
+
+
+def test_unknown_route_and_method_are_json(client):
+    assert_error(client.get("/api/v1/nothing-here"), 404, "not_found")
+    assert_error(client.get("/api/v1/data_pipeline/ingest"), 405, "method_not_allowed")
+
+
+def test_bad_table_name_is_422(client):
+    response = client.post("/api/v1/data_pipeline/store", json={
+        "data_type": "campaign_performance", "data": {"records": [{"campaign_id": "1"}]},
+        "storage_options": {"table_name": "pg_user; DROP TABLE campaign_performance"},
+    })
+    error = assert_error(response, 422)
+    assert error["details"]["allowed"] == ["campaign_performance", "campaigns"]
+
+
+def test_unknown_retrieve_filter_is_422_listing_the_allowed(client):
+    response = client.post("/api/v1/data_pipeline/retrieve", json={
+        "data_type": "campaign_performance", "filters": {"colour": "red"}})
+    error = assert_error(response, 422)
+    assert error["details"]["field"] == "colour"
+    assert "campaign_id" in error["details"]["allowed"]
+
+
+def test_retrieve_filter_of_the_wrong_type_is_422(client):
+    response = client.post("/api/v1/data_pipeline/retrieve", json={
+        "data_type": "campaign_performance", "filters": {"impressions": "many"}})
+    assert_error(response, 422)
+
+
+def test_retrieve_limit_over_the_maximum_is_422(client):
+    response = client.post("/api/v1/data_pipeline/retrieve", json={
+        "data_type": "campaign_performance", "limit": 100000})
+    error = assert_error(response, 422)
+    assert "limit" in error["details"]
+
+
+def test_bad_wait_parameter_is_422(client):
+    response = client.get("/api/v1/jobs/00000000-0000-0000-0000-000000000000?wait=forever")
+    assert_error(response, 422)
+
+
+def test_health_endpoints(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["checks"] == {"database": "ok", "broker": "ok"}

@@ -1,0 +1,86 @@
+"""Durable acceptance: the job row and raw batch are committed before the 202, and Celery
+messages carry the job id only, never the records."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import replace
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from tasks.celery_app import make_celery
+from tasks.storage import db, jobs, payloads
+from tasks.storage.schema import payloads_table
+from tasks.submit import accept
+
+
+def _records(n: int) -> list[dict]:
+    return [
+        {"campaign_id": f"durable-{i}", "spend": "12.34", "impressions": 1000, "clicks": 7,
+         "date": "2025-01-15"}
+        for i in range(n)
+    ]
+
+
+def test_after_202_the_job_and_raw_batch_are_in_postgresql(client, engine, job_waiter):
+    records = _records(3)
+    response = client.post("/api/v1/data_pipeline/ingest", json={
+        "source": "generic", "data_type": "campaign_performance", "data": {"records": records}})
+    assert response.status_code == 202
+    job_id = response.get_json()["job_id"]
+    with engine.connect() as conn:
+        job = jobs.get(conn, job_id)
+        raw = payloads.load(conn, job_id, payloads.RAW)
+    assert job is not None and job["records_count"] == 3
+    assert raw == records
+    assert job_waiter(job_id)["status"] == "succeeded"
+    with engine.connect() as conn:  # the raw batch stays for replay; intermediates are gone
+        names = {r.name for r in conn.execute(
+            select(payloads_table.c.name).where(payloads_table.c.job_id == job_id))}
+    assert names == {payloads.RAW}
+
+
+def test_accepted_batch_survives_an_unreachable_broker(settings, engine):
+    dead_broker = make_celery(replace(settings, broker_url="redis://127.0.0.1:1/0"))
+    job = accept(
+        engine, dead_broker, kind="pipeline", stages=("ingest", "validate", "process", "store"),
+        data_type="campaign_performance", source="generic", data={"records": _records(5)},
+        records_count=5,
+    )
+    db.configure(settings.database_url)
+    with engine.connect() as conn:
+        stored = jobs.get(conn, job["id"])
+        raw = payloads.load(conn, job["id"], payloads.RAW)
+    assert stored["status"] == jobs.QUEUED and stored["enqueue_count"] == 0
+    assert len(raw) == 5  # durable: the recovery sweep can send it once the broker is back
+
+
+@pytest.mark.parametrize("count", [1, 10_000])
+def test_messages_carry_the_job_id_not_the_records(settings, engine, count):
+    capture = make_celery(settings)
+    capture.conf.task_routes = {}
+    capture.conf.task_default_queue = "capture-only"  # no worker listens here
+    db.configure(settings.database_url)
+    job = accept(
+        engine, capture, kind="pipeline", stages=("ingest", "validate", "process", "store"),
+        data_type="campaign_performance", source="generic", data={"records": _records(count)},
+        records_count=count,
+    )
+    with capture.connection_for_write() as conn:
+        redis = conn.default_channel.client
+        raw_messages = redis.lrange("capture-only", 0, -1)
+        redis.delete("capture-only")
+    assert len(raw_messages) == 1
+    envelope = json.loads(raw_messages[0])
+    assert envelope["headers"]["task"] == "ingestion.ingest"
+    body = base64.b64decode(envelope["body"])
+    args, kwargs, embed = orjson.loads(body)
+    assert args == [job["id"]] and kwargs == {}
+    assert [s["task"] for s in embed["chain"]] == [
+        "storage.store", "processing.process", "validation.validate"]
+    assert all(s["args"] == [job["id"]] for s in embed["chain"])
+    assert len(raw_messages[0]) < 4096
+    assert b"durable-" not in raw_messages[0]

@@ -1,0 +1,203 @@
+"""Nothing accepted is lost: worker killed, Redis emptied, PostgreSQL restarted, SIGTERM.
+
+Each test runs real worker processes against a private PostgreSQL and Redis of its own
+(started from the wheels in a temporary folder), so it can kill and restart them freely.
+Every test ends with the stored rows exactly equal to what was accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from stack.embedded import EmbeddedServers
+from tasks.celery_app import PIPELINE_STAGES, make_celery
+from tasks.settings import Settings
+from tasks.storage import db, jobs
+from tasks.submit import accept
+from tests.conftest import start_worker, stop_worker
+
+BATCH = 50_000
+STALE_SECONDS = "3"
+
+
+class FaultStack:
+    """Private servers, the env for workers, and a Celery app to submit with."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.servers = EmbeddedServers(root / "var")
+        self.servers.start()
+        self.env = {
+            **self.servers.env(),
+            "STALE_JOB_SECONDS": STALE_SECONDS,
+            "RECOVERY_SWEEP_SECONDS": "1",
+        }
+        self.settings = Settings.from_env(self.env)
+        self.celery = make_celery(self.settings)  # also points db at the private database
+        self.engine = db.get_engine()
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def worker(self) -> subprocess.Popen[bytes]:
+        n = len(self.workers)
+        process = start_worker(self.env, self.root / f"worker-{n}.log", concurrency=1,
+                               extra_args=("--beat", "--schedule",
+                                           str(self.root / f"beat-{n}")))
+        self.workers.append(process)
+        return process
+
+    def submit(self, records: list[dict[str, Any]]) -> str:
+        job = accept(self.engine, self.celery, kind="pipeline", stages=PIPELINE_STAGES,
+                     data_type="campaign_performance", source="generic",
+                     data={"records": records}, records_count=len(records))
+        return job["id"]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            job = jobs.get(conn, job_id)
+        assert job is not None
+        return job
+
+    def wait_until(self, job_id: str, ready: Callable[[dict[str, Any]], bool],
+                   timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                job = self.job(job_id)
+                if ready(job):
+                    return job
+            except Exception:  # the database may be restarting
+                pass
+            assert time.monotonic() < deadline, f"timed out: {self.job(job_id)}"
+            time.sleep(0.01)
+
+    def stored(self) -> tuple[int, int, Decimal]:
+        with self.engine.connect() as conn:
+            return tuple(conn.execute(text(
+                "SELECT count(*), count(DISTINCT campaign_id), sum(spend) "
+                "FROM campaign_performance")).one())  # type: ignore[return-value]
+
+    def reset_tables(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text("TRUNCATE campaign_performance, pipeline_jobs CASCADE"))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, settings) -> Iterator[FaultStack]:  # type: ignore[no-untyped-def]
+    faults = FaultStack(tmp_path_factory.mktemp("faults"))
+    from tasks.storage.schema import create_schema
+
+    create_schema(faults.engine)
+    yield faults
+    for process in faults.workers:
+        stop_worker(process, signal.SIGKILL)
+    faults.servers.stop()
+    db.configure(settings.database_url)  # give the rest of the suite its database back
+
+
+@pytest.fixture
+def fresh(stack: FaultStack) -> Iterator[FaultStack]:
+    stack.reset_tables()
+    yield stack
+    for process in stack.workers:
+        stop_worker(process, signal.SIGKILL)
+    stack.workers.clear()
+
+
+def batch(tag: str, n: int = BATCH) -> tuple[list[dict[str, Any]], Decimal]:
+    records = [
+        {"campaign_id": f"{tag}-{i}", "account_id": "acc", "date": "2025-01-15",
+         "spend": f"{i % 997}.{i % 100:02d}", "impressions": 1000 + i, "clicks": i % 50}
+        for i in range(n)
+    ]
+    return records, sum(Decimal(r["spend"]) for r in records)
+
+
+def stage_running(name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda job: any(s["name"] == name and s["status"] == "running"
+                           for s in job["stages"])
+
+
+def succeeded(job: dict[str, Any]) -> bool:
+    assert job["status"] != "failed", job["error"]
+    return job["status"] == "succeeded"
+
+
+def assert_exactly(stack: FaultStack, total: Decimal, n: int = BATCH) -> None:
+    assert stack.stored() == (n, n, total)
+
+
+def test_worker_killed_with_sigkill_during_the_store(fresh: FaultStack):
+    records, total = batch("kill")
+    first = fresh.worker()
+    job_id = fresh.submit(records)
+    fresh.wait_until(job_id, stage_running("store"))
+    os.killpg(first.pid, signal.SIGKILL)  # the worker, its child and its beat: all gone
+    first.wait(10)
+    assert fresh.job(job_id)["status"] == "running"
+
+    fresh.worker()  # its recovery sweep finds the stage without a heartbeat
+    job = fresh.wait_until(job_id, succeeded)
+    store = job["stages"][-1]
+    assert store["attempt"] >= 2
+    assert job["result"]["inserted"] == BATCH
+    assert_exactly(fresh, total)
+
+
+def test_redis_restarted_and_emptied_before_a_worker_took_the_job(fresh: FaultStack):
+    records, total = batch("redis")
+    job_id = fresh.submit(records)  # 202 point: the message is only in Redis
+    fresh.servers.stop_redis()
+    for path in fresh.servers.redis_dir.iterdir():  # emptied: nothing of the queue remains
+        if path.name != "redis.conf":
+            if path.is_dir():
+                for inner in path.iterdir():
+                    inner.unlink()
+                path.rmdir()
+            else:
+                path.unlink()
+    fresh.servers.start_redis()
+    assert fresh.job(job_id)["status"] == "queued"
+
+    fresh.worker()
+    job = fresh.wait_until(job_id, succeeded)
+    assert job["enqueue_count"] >= 2  # once at acceptance, again by the sweep
+    assert_exactly(fresh, total)
+
+
+def test_postgresql_restarted_during_a_run(fresh: FaultStack):
+    records, total = batch("pg")
+    fresh.worker()
+    job_id = fresh.submit(records)
+    fresh.wait_until(job_id, stage_running("store"))
+    fresh.servers.stop_postgres()
+    time.sleep(1.0)
+    fresh.servers.start_postgres()
+
+    job = fresh.wait_until(job_id, succeeded)
+    assert job["result"]["records_count"] == BATCH
+    assert_exactly(fresh, total)
+    log = "".join(p.read_text(errors="replace") for p in fresh.root.glob("worker-*.log"))
+    assert "database error, retry" in log
+
+
+def test_worker_stopped_with_sigterm_during_a_job(fresh: FaultStack):
+    records, total = batch("term")
+    first = fresh.worker()
+    job_id = fresh.submit(records)
+    fresh.wait_until(job_id, stage_running("process"))
+    first.send_signal(signal.SIGTERM)  # what docker stop and systemd send: a warm shutdown
+    first.wait(60)
+    if fresh.job(job_id)["status"] != "succeeded":
+        fresh.worker()  # whatever was left is picked up again
+    fresh.wait_until(job_id, succeeded)
+    assert_exactly(fresh, total)

@@ -1,0 +1,126 @@
+"""API keys, request limits and idempotency keys, against the real stack."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import func, select
+
+from tasks.storage.schema import jobs_table
+from tests.test_api_errors import assert_error
+from tests.test_seed_api import SEED_INGEST, SEED_RECORD
+
+KEYS = ("first-key-0123456789", "second-key-abcdefghij")
+
+
+@pytest.fixture(scope="module")
+def locked_app(settings, worker):  # type: ignore[no-untyped-def]
+    """An app with API keys and small limits, sharing the test servers and worker."""
+    from webapp import create_app
+
+    return create_app({"SETTINGS": replace(settings, api_keys=KEYS, max_body_bytes=64 * 1024,
+                                           max_records=50)})
+
+
+@pytest.fixture
+def locked(locked_app):  # type: ignore[no-untyped-def]
+    return locked_app.test_client()
+
+
+ROUTES = [
+    ("post", "/api/v1/data_pipeline/ingest"), ("post", "/api/v1/data_pipeline/validate"),
+    ("post", "/api/v1/data_pipeline/process"), ("post", "/api/v1/data_pipeline/store"),
+    ("post", "/api/v1/data_pipeline/retrieve"),
+    ("get", "/api/v1/jobs/00000000-0000-0000-0000-000000000000"),
+    ("get", "/api/v1/jobs/00000000-0000-0000-0000-000000000000/rejected"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize("headers", [
+    {}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "first-key-012345678"},
+    {"Authorization": "Basic Zmlyc3Qta2V5LTAxMjM0NTY3ODk="},
+])
+def test_every_api_route_needs_a_key(locked, method, path, headers):
+    response = getattr(locked, method)(path, json=SEED_INGEST, headers=headers)
+    assert_error(response, 401, "unauthorized")
+
+
+@pytest.mark.parametrize("headers", [
+    {"Authorization": f"Bearer {KEYS[0]}"}, {"authorization": f"bearer {KEYS[1]}"},
+    {"X-API-Key": KEYS[1]},
+])
+def test_a_valid_key_in_either_header_is_accepted(locked, headers, job_waiter):
+    response = locked.post("/api/v1/data_pipeline/ingest", json=SEED_INGEST, headers=headers)
+    assert response.status_code == 202
+    job = locked.get(response.get_json()["status_url"] + "?wait=10", headers=headers)
+    assert job.get_json()["status"] == "succeeded"
+
+
+def test_health_checks_need_no_key(locked):
+    assert locked.get("/healthz").status_code == 200
+
+
+def test_body_over_the_size_limit_is_413(locked):
+    big = {**SEED_INGEST, "data": {"records": [{"campaign_id": "x" * 70_000}]}}
+    response = locked.post("/api/v1/data_pipeline/ingest", json=big,
+                           headers={"X-API-Key": KEYS[0]})
+    error = assert_error(response, 413, "payload_too_large")
+    assert "65536 bytes" in error["message"]
+
+
+def test_too_many_records_is_413_naming_the_limit(locked):
+    body = {**SEED_INGEST, "data": {"records": [SEED_RECORD] * 51}}
+    response = locked.post("/api/v1/data_pipeline/ingest", json=body,
+                           headers={"X-API-Key": KEYS[0]})
+    error = assert_error(response, 413)
+    assert "limit is 50" in error["message"] and error["details"] == {"limit": 50}
+
+
+def _job_count(engine) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(jobs_table)).scalar_one()
+
+
+def test_idempotency_key_returns_the_same_job(client, engine, job_waiter):
+    headers = {"Idempotency-Key": "order-2025-01-15-a"}
+    first = client.post("/api/v1/data_pipeline/ingest", json=SEED_INGEST, headers=headers)
+    before = _job_count(engine)
+    second = client.post("/api/v1/data_pipeline/ingest", json=SEED_INGEST, headers=headers)
+    assert first.status_code == second.status_code == 202
+    assert second.get_json()["job_id"] == first.get_json()["job_id"]
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert _job_count(engine) == before
+    job_waiter(first.get_json()["job_id"])
+
+
+def test_idempotency_key_with_another_body_is_409(client):
+    headers = {"Idempotency-Key": "order-2025-01-15-b"}
+    first = client.post("/api/v1/data_pipeline/ingest", json=SEED_INGEST, headers=headers)
+    assert first.status_code == 202
+    other = {**SEED_INGEST, "data": {"records": [{**SEED_RECORD, "spend": 1.0}]}}
+    response = client.post("/api/v1/data_pipeline/ingest", json=other, headers=headers)
+    error = assert_error(response, 409, "conflict")
+    assert error["details"]["job_id"] == first.get_json()["job_id"]
+
+
+def test_the_same_key_at_once_from_8_clients_makes_one_job(app, engine):
+    headers = {"Idempotency-Key": "concurrent-key-1"}
+    before = _job_count(engine)
+    answers: list = []
+
+    def post() -> None:
+        with app.test_client() as own:
+            answers.append(own.post("/api/v1/data_pipeline/ingest", json=SEED_INGEST,
+                                    headers=headers))
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [r.status_code for r in answers] == [202] * 8
+    assert len({r.get_json()["job_id"] for r in answers}) == 1
+    assert _job_count(engine) == before + 1

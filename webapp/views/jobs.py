@@ -1,0 +1,80 @@
+"""/api/v1/jobs: a job's status, stages and results, and its quarantined records."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from flask import Blueprint, request
+
+from tasks.storage import db, jobs, quarantine
+from webapp.auth import require_api_key
+from webapp.errors import ApiError
+
+bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
+bp.before_request(require_api_key)
+
+MAX_WAIT_SECONDS = 30.0
+MAX_PAGE = 1000
+
+
+def _job_id(raw: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ApiError(404, f"no job {raw!r}", details={"job_id": raw}) from None
+
+
+def _load(job_id: str) -> dict[str, Any]:
+    with db.get_engine().connect() as conn:
+        job = jobs.get(conn, job_id)
+    if job is None:
+        raise ApiError(404, f"no job {job_id}", details={"job_id": job_id})
+    return job
+
+
+def _query_number(name: str, default: float, minimum: float, maximum: float) -> float:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(422, f"{name} must be a number", details={"field": name}) from None
+    if not minimum <= value <= maximum:
+        raise ApiError(422, f"{name} must be between {minimum:g} and {maximum:g}",
+                       details={"field": name})
+    return value
+
+
+@bp.get("/<job_id>")
+def get_job(job_id: str):  # type: ignore[no-untyped-def]
+    """The job; with ?wait=SECONDS, hold the request until it finishes or the time is up."""
+    job_id = _job_id(job_id)
+    wait = _query_number("wait", 0.0, 0.0, MAX_WAIT_SECONDS)
+    deadline = time.monotonic() + wait
+    job = _load(job_id)
+    delay = 0.005
+    while job["status"] not in jobs.FINISHED and time.monotonic() < deadline:
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.1)
+        job = _load(job_id)
+    return {"success": True, **jobs.to_public(job)}
+
+
+@bp.get("/<job_id>/rejected")
+def rejected(job_id: str):  # type: ignore[no-untyped-def]
+    """Quarantined records of a job with their reasons, oldest first."""
+    job_id = _job_id(job_id)
+    _load(job_id)
+    limit = int(_query_number("limit", 100, 1, MAX_PAGE))
+    offset = int(_query_number("offset", 0, 0, 2**31))
+    with db.get_engine().connect() as conn:
+        total = quarantine.count(conn, job_id)
+        rows = quarantine.page(conn, job_id, limit, offset)
+    next_offset = offset + len(rows) if offset + len(rows) < total else None
+    return {
+        "success": True, "job_id": job_id, "records": rows, "records_count": len(rows),
+        "total_count": total, "limit": limit, "offset": offset, "next_offset": next_offset,
+    }

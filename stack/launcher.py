@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from stack.checks import Unreachable, check_broker, check_database
@@ -50,22 +52,24 @@ def resolve_services(start_embedded: bool = True) -> tuple[dict[str, str], Embed
     return {**os.environ, **servers.env()}, servers
 
 
-def api_command() -> list[str]:
-    host = os.environ.get("HOST", "127.0.0.1")
-    port = os.environ.get("PORT", "5000")
+def api_command(env: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    host = env.get("HOST", "127.0.0.1")
+    port = env.get("PORT", "5000")
     return [
         sys.executable, "-m", "gunicorn", "webapp:create_app()",
         "--bind", f"{host}:{port}", "--worker-class", "gthread",
-        "--workers", os.environ.get("WEB_CONCURRENCY", "2"), "--threads", "8",
+        "--workers", env.get("WEB_CONCURRENCY", "2"), "--threads", "8",
         "--timeout", "120", "--access-logfile", "-",
     ]
 
 
-def worker_command(beat: bool = True) -> list[str]:
+def worker_command(beat: bool = True, env: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if env is None else env
     command = [
         sys.executable, "-m", "celery", "-A", "webapp.make_celery", "worker",
         "-Q", "pipeline,store", "-E", "--loglevel=INFO",
-        "-c", os.environ.get("WORKER_CONCURRENCY", "2"),
+        "-c", env.get("WORKER_CONCURRENCY", "2"),
     ]
     if beat:  # the recovery sweep; run it in one worker only
         command.append("--beat")
@@ -83,11 +87,15 @@ def flower_command() -> list[str]:
     return command
 
 
-def migrate(env: dict[str, str]) -> None:
+def migrate(env: Mapping[str, str]) -> None:
+    """Bring the schema to the newest migration; a schema it cannot handle is one line."""
     from tasks.storage import db
-    from tasks.storage.schema import create_schema
+    from tasks.storage.schema import SchemaError, create_schema
 
-    create_schema(db.configure(env["DATABASE_URL"]))
+    try:
+        create_schema(db.configure(env["DATABASE_URL"]))
+    except SchemaError as exc:
+        raise Unreachable(str(exc)) from None
 
 
 def _pid_file() -> Path:
@@ -129,7 +137,7 @@ def run_all() -> int:
     migrate(env)
     _pid_file().parent.mkdir(parents=True, exist_ok=True)
     children = {
-        "api": subprocess.Popen(api_command(), env=env, cwd=ROOT),
+        "api": subprocess.Popen(api_command(), env=_with_metrics_dir(env), cwd=ROOT),
         "worker": subprocess.Popen(worker_command(), env=env, cwd=ROOT),
     }
     _pid_file().write_text(json.dumps({
@@ -178,8 +186,20 @@ def run_all() -> int:
     return exit_code
 
 
-def exec_with_services(command: list[str]) -> int:
+def _with_metrics_dir(env: dict[str, str]) -> dict[str, str]:
+    """Prometheus counters shared by the API's processes: a folder emptied at each start."""
+    if env.get("PROMETHEUS_MULTIPROC_DIR"):
+        return env
+    folder = Path(os.environ.get("PIPELINE_VAR_DIR", DEFAULT_VAR)) / "prometheus"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+
+
+def exec_with_services(command: list[str], api: bool = False) -> int:
     env, servers = resolve_services()
+    if api:
+        env = _with_metrics_dir(env)
     if servers:
         print(f"· using the private servers in {servers.root} (stop them: make stop)", flush=True)
     migrate(env)
@@ -197,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return run_all()
         if args.command == "api":
-            return exec_with_services(api_command())
+            return exec_with_services(api_command(), api=True)
         if args.command == "worker":
             return exec_with_services(worker_command())
         if args.command == "flower":

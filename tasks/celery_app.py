@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+)
 
+from tasks import logs
 from tasks.settings import Settings
 from tasks.storage import db
 
@@ -84,3 +91,29 @@ def make_celery(settings: Settings, task_cls: str | type = "celery.app.task:Task
 @worker_process_init.connect
 def _fresh_connections_per_child(**_: object) -> None:
     db.dispose_after_fork()
+
+
+STAGE_OF_TASK = {name: stage for stage, name in TASK_NAMES.items()}
+_log_tokens: dict[str, object] = {}
+
+
+@task_prerun.connect
+def _bind_job_to_logs(task_id: str, task: object, args: tuple = (), **_: object) -> None:
+    """Every log line of a stage task names its job (the first argument) and stage."""
+    stage = STAGE_OF_TASK.get(getattr(task, "name", ""))
+    if stage and args:
+        _log_tokens[task_id] = logs.bind(str(args[0]), stage, task_id)
+
+
+@task_postrun.connect
+def _unbind_job_from_logs(task_id: str, **_: object) -> None:
+    token = _log_tokens.pop(task_id, None)
+    if token is not None:
+        logs.unbind(token)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _format_worker_logs(logger: object, **_: object) -> None:
+    """The worker's handlers get the API's format: JSON lines with LOG_FORMAT=json."""
+    logs.install(logger)  # type: ignore[arg-type]

@@ -25,9 +25,12 @@ from tasks.datatypes import get_data_type
 from tasks.ingestion.adapters import get_adapter
 from tasks.ingestion.core import count_rows
 from tasks.ingestion.files import iter_file_records
+from tasks.processing.options import check_processing_options
 from tasks.settings import Settings
 from tasks.storage import db, jobs
+from tasks.storage.core import check_options
 from tasks.submit import accept, accept_chunks
+from tasks.validation.core import compile_rules
 
 
 class JobFailed(RuntimeError):
@@ -59,7 +62,11 @@ def submit_pipeline(
     """Accept a batch (canonical `records`, or a platform's native `data`); returns the job id."""
     settings = settings or Settings.from_env()
     engine, celery_app = _runtime(settings)
-    get_data_type(data_type)
+    declaration = get_data_type(data_type)
+    # The same checks as the HTTP API, so a bad option fails here, not in a worker.
+    compile_rules(declaration, validation_rules)
+    check_processing_options(declaration, processing_options)
+    check_options(declaration, storage_options)
     payload = {"records": list(records)} if data is None else data
     count = count_rows(payload, source, data_type)
     options = {

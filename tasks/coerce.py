@@ -121,6 +121,15 @@ def _parse_datetime(text: str) -> datetime:
     return parsed
 
 
+def _from_epoch_millis(value: float) -> datetime:
+    """Epoch milliseconds, as CRMs often send them; out-of-range values are errors."""
+    try:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise CoercionError(f"expected a datetime, got an epoch value out of range: {value!r}")\
+            from None
+
+
 def to_datetime(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -129,15 +138,14 @@ def to_datetime(value: Any) -> datetime | None:
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        # Epoch milliseconds, as CRMs often send them.
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
+        return _from_epoch_millis(value)
     if not isinstance(value, str):
         raise CoercionError(f"expected a datetime, got {type(value).__name__}")
     text = value.strip()
     if not text:
         return None
     if text.isdigit() and len(text) >= 12:
-        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+        return _from_epoch_millis(int(text))
     try:
         return _parse_datetime(text)
     except ValueError:

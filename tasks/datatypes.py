@@ -24,6 +24,9 @@ COLUMN_KINDS = (TEXT, INTEGER, DECIMAL, DATE, DATETIME, BOOLEAN, JSON)
 # Lineage columns every stored row carries, set by the store stage.
 LINEAGE_COLUMNS: dict[str, str] = {
     "job_id": TEXT,
+    # When the batch that wrote the row was accepted: of two writes of one key, the
+    # batch accepted later wins, whatever order the workers store them in.
+    "accepted_at": DATETIME,
     "ingested_at": DATETIME,
     "updated_at": DATETIME,
 }
@@ -93,6 +96,14 @@ _AD_FACTS = {
     "conversion_value": DECIMAL,
 }
 
+# Kept by currency conversion (the values as they came) and by audience enrichment.
+_CONVERTED_AD_COLUMNS = {
+    "original_currency": TEXT,
+    "original_spend": DECIMAL,
+    "original_conversion_value": DECIMAL,
+}
+_ENRICHED_COLUMNS = {"audience": JSON}
+
 _AD_NON_NEGATIVE = ("spend", "impressions", "clicks", "reach", "conversions", "conversion_value")
 
 CAMPAIGN_PERFORMANCE = DataType(
@@ -113,6 +124,7 @@ CAMPAIGN_PERFORMANCE = DataType(
     date_column="date",
     money_fields=("spend", "conversion_value"),
     table_aliases=("campaigns",),
+    metric_columns={**_CONVERTED_AD_COLUMNS, **_ENRICHED_COLUMNS},
 )
 
 AD_PERFORMANCE = DataType(
@@ -137,6 +149,7 @@ AD_PERFORMANCE = DataType(
     date_column="date",
     money_fields=("spend", "conversion_value"),
     table_aliases=("ads",),
+    metric_columns={**_CONVERTED_AD_COLUMNS, **_ENRICHED_COLUMNS},
 )
 
 AUDIENCE = DataType(
@@ -166,6 +179,7 @@ AUDIENCE = DataType(
     date_column="date",
     money_fields=("spend", "conversion_value"),
     table_aliases=("audiences",),
+    metric_columns=dict(_CONVERTED_AD_COLUMNS),
 )
 
 CRM_CONTACTS = DataType(
@@ -217,7 +231,10 @@ CRM_DEALS = DataType(
     non_negative_fields=("amount",),
     date_column="close_date",
     money_fields=("amount",),
-    metric_columns={"won": BOOLEAN, "days_to_close": INTEGER},
+    metric_columns={
+        "won": BOOLEAN, "days_to_close": INTEGER,
+        "original_currency": TEXT, "original_amount": DECIMAL,
+    },
     table_aliases=("deals",),
 )
 
@@ -251,6 +268,7 @@ WEB_ANALYTICS = DataType(
     date_column="date",
     money_fields=("revenue",),
     table_aliases=("analytics",),
+    metric_columns={"original_currency": TEXT, "original_revenue": DECIMAL},
 )
 
 FX_RATES = DataType(

@@ -6,9 +6,11 @@ transaction, so a crash at any point leaves the stage either done or to be redon
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from tasks import progress, stats
 from tasks.stage import StageFailure, StageOutput
 from tasks.storage import db, jobs, payloads, quarantine
 
@@ -57,7 +60,9 @@ class Heartbeat:
         self.job_id, self.stage_name, self.attempt = job_id, stage_name, attempt
         self.interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        # The job's log context (job id, stage) follows the beat into its thread.
+        self._thread = threading.Thread(target=contextvars.copy_context().run,
+                                        args=(self._beat,), name="heartbeat", daemon=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
@@ -77,6 +82,13 @@ class Heartbeat:
         self._thread.join(5)
 
 
+def _relaxed_commit(conn: Connection) -> None:
+    """Skip the wait for the WAL flush on commit: for a claim or an intermediate output,
+    a crash of PostgreSQL loses at most work that is redone from the durable raw batch.
+    The acceptance of a batch and the final store commit durably as usual."""
+    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
 def _load_input(conn: Connection, job: dict[str, Any], stage_name: str) -> Any:
     chunks = list(payloads.iter_chunks(conn, job["id"], jobs.input_name(job, stage_name)))
     if len(chunks) == 1 and not isinstance(chunks[0], list):
@@ -92,19 +104,24 @@ def run_stage(
     engine = db.get_engine()
     claimant = claimant or f"local-{uuid.uuid4()}"
     with engine.begin() as conn:
+        _relaxed_commit(conn)
         job = jobs.claim_stage(conn, job_id, stage_name, claimant, stale_seconds)
+        payload = _load_input(conn, job, stage_name) if job is not None else None
+        progress.at_start(conn, job, stage_name, payload)
     if job is None:
         log.info("job %s: stage %s skipped (done, finished or held by another task)",
                  job_id, stage_name)
         return {"job_id": job_id, "stage": stage_name, "skipped": True}
     attempt = jobs.stage_attempt(job, stage_name)
+    started = time.perf_counter()
     log.info("job %s: stage %s started (attempt %d)", job_id, stage_name, attempt)
     is_last = job["stages"][-1]["name"] == stage_name
     try:
-        with Heartbeat(job_id, stage_name, attempt, max(0.5, min(10.0, stale_seconds / 4))):
-            with engine.connect() as conn:
-                payload = _load_input(conn, job, stage_name)
+        with (Heartbeat(job_id, stage_name, attempt, max(0.5, min(10.0, stale_seconds / 4))),
+              progress.Tracker(job_id, stage_name, attempt, progress.input_size(job, payload))):
             with engine.begin() as conn:
+                if not is_last:
+                    _relaxed_commit(conn)
                 output = step(conn, job, payload)
                 # Commit only if no one took the stage over meanwhile (we were presumed dead).
                 current = jobs.get(conn, job_id, for_update=True)
@@ -112,7 +129,8 @@ def run_stage(
                     raise _Superseded  # rolls back everything this attempt wrote
                 assert current is not None
                 if not is_last:
-                    payloads.save(conn, job_id, stage_name, output.records)
+                    payloads.save(conn, job_id, stage_name, output.records,
+                                  replace=attempt > 1)
                 quarantine.save(conn, job_id, stage_name, output.rejected)
                 jobs.finish_stage(
                     conn, current, stage_name, records_in=output.records_in,
@@ -122,6 +140,16 @@ def run_stage(
                     ),
                     result=output.result,
                     job_result=_pipeline_result(current, output) if is_last else None,
+                )
+                progress.at_end(conn, job_id, stage_name, output.records_in)
+                stats.record(
+                    conn, stage=stage_name, data_type=job["data_type"], outcome=stats.SUCCEEDED,
+                    records_in=output.records_in,
+                    records_out=(
+                        len(output.records) if output.records_out is None
+                        else output.records_out
+                    ),
+                    seconds=time.perf_counter() - started,
                 )
                 if is_last:
                     # Intermediate outputs are no longer needed; the raw batch stays for replay.
@@ -136,6 +164,9 @@ def run_stage(
             quarantine.save(conn, job_id, stage_name, failure.rejected)
             jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
                       failure.details, failure.result)
+            stats.record(conn, stage=stage_name, data_type=job["data_type"],
+                         outcome=stats.FAILED, records_in=progress.input_size(job, payload),
+                         records_out=0, seconds=time.perf_counter() - started)
         return {"job_id": job_id, "stage": stage_name, "failed": failure.code}
     log.info("job %s: stage %s succeeded", job_id, stage_name)
     return {"job_id": job_id, "stage": stage_name, "records_out": len(output.records)}

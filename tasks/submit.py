@@ -12,11 +12,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from celery import Celery, chain
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from tasks.celery_app import PIPELINE_STAGES, TASK_NAMES
-from tasks.storage import jobs, payloads
+from tasks.storage import jobs, payloads, quarantine
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def accept(
         if existing is None:
             raise
         return {**existing, "replayed": True}
-    enqueue(engine, celery_app, job_id, stages)
+    enqueue(engine, celery_app, job_id, stages, counted=True)
     return {**job, "replayed": False}
 
 
@@ -87,24 +87,38 @@ def _store(engine: Engine, job_id: str, kind: str, data_type: str, source: str |
            idempotency_key: str | None, request_hash: str | None, data: Any,
            as_records: bool, chunk_records: int) -> dict[str, Any]:
     with engine.begin() as conn:
-        jobs.create(
-            conn, job_id=job_id, kind=kind, data_type=data_type, source=source,
-            stages=list(stages), options=options, records_count=records_count,
-            idempotency_key=idempotency_key, request_hash=request_hash,
-        )
-        if as_records:
-            payloads.save(conn, job_id, payloads.RAW, data["records"], chunk=chunk_records)
-        else:
-            # A platform's whole response: kept as it came, the adapter unpacks it.
-            payloads.save_encoded(conn, job_id, payloads.RAW, 0, records_count,
-                                  payloads.encode(data))
-        job = jobs.get(conn, job_id)
+        return _insert_job(conn, job_id, kind, data_type, source, stages, options,
+                           records_count, idempotency_key, request_hash, data, as_records,
+                           chunk_records)
+
+
+def _insert_job(conn: Connection, job_id: str, kind: str, data_type: str, source: str | None,
+                stages: Sequence[str], options: dict[str, Any], records_count: int,
+                idempotency_key: str | None, request_hash: str | None, data: Any,
+                as_records: bool, chunk_records: int) -> dict[str, Any]:
+    jobs.create(
+        conn, job_id=job_id, kind=kind, data_type=data_type, source=source,
+        stages=list(stages), options=options, records_count=records_count,
+        idempotency_key=idempotency_key, request_hash=request_hash, enqueue_count=1,
+    )
+    if as_records:
+        payloads.save(conn, job_id, payloads.RAW, data["records"], chunk=chunk_records)
+    else:
+        # A platform's whole response: kept as it came, the adapter unpacks it.
+        payloads.save_encoded(conn, job_id, payloads.RAW, 0, records_count,
+                              payloads.encode(data))
+    job = jobs.get(conn, job_id)
     assert job is not None
     return job
 
 
-def enqueue(engine: Engine, celery_app: Celery, job_id: str, stages: Sequence[str]) -> bool:
-    """Send the chain of `stages` for the job; False (and logged) when the broker refuses."""
+def enqueue(engine: Engine, celery_app: Celery, job_id: str, stages: Sequence[str],
+            counted: bool = False) -> bool:
+    """Send the chain of `stages` for the job; False (and logged) when the broker refuses.
+
+    `counted`: the job row already counts this sending (set when it was created, to save
+    a commit on the hot path); it is taken back if the broker refuses.
+    """
     signatures = [
         celery_app.signature(TASK_NAMES[stage], args=(job_id,), immutable=True)
         for stage in stages
@@ -114,9 +128,13 @@ def enqueue(engine: Engine, celery_app: Celery, job_id: str, stages: Sequence[st
     except Exception as exc:  # the job is durable; the recovery sweep will send it again
         log.warning("job %s accepted but not enqueued (broker: %s); the sweep will retry",
                     job_id, exc)
+        if counted:
+            with engine.begin() as conn:
+                jobs.mark_enqueued(conn, job_id, -1)
         return False
-    with engine.begin() as conn:
-        jobs.mark_enqueued(conn, job_id)
+    if not counted:
+        with engine.begin() as conn:
+            jobs.mark_enqueued(conn, job_id)
     return True
 
 
@@ -144,7 +162,7 @@ def accept_chunks(
         jobs.create(
             conn, job_id=job_id, kind="pipeline", data_type=data_type, source=source,
             stages=list(PIPELINE_STAGES), records_count=0,
-            options={**(options or {}), "raw_format": "records"},
+            options={**(options or {}), "raw_format": "records"}, enqueue_count=1,
         )
         seq = 0
         for chunk in chunks:
@@ -159,5 +177,43 @@ def accept_chunks(
         jobs.set_records_count(conn, job_id, count)
         job = jobs.get(conn, job_id)
     assert job is not None
-    enqueue(engine, celery_app, job_id, PIPELINE_STAGES)
+    enqueue(engine, celery_app, job_id, PIPELINE_STAGES, counted=True)
+    return {**job, "replayed": False}
+
+
+class NothingToReplay(ValueError):
+    """Every quarantined record of the job was replayed already (or there were none)."""
+
+    def __init__(self, job_id: str, replayed_by: list[str]) -> None:
+        where = f" by job(s) {', '.join(replayed_by)}" if replayed_by else ""
+        super().__init__(f"job {job_id} has no quarantined records left to replay"
+                         f"{(' (replayed' + where + ')') if where else ''}")
+        self.replayed_by = replayed_by
+
+
+def replay(
+    engine: Engine, celery_app: Celery, job_id: str, records: list[dict[str, Any]],
+    chunk_records: int = payloads.DEFAULT_CHUNK,
+) -> dict[str, Any]:
+    """Send corrected versions of a job's quarantined records through the whole pipeline.
+
+    One transaction creates the new job and marks the quarantined records as replayed by
+    it, under a lock on the original job: a second replay of the same records is refused,
+    so nothing is stored twice, and the originals stay listed with who replayed them.
+    """
+    new_id = str(uuid.uuid4())
+    with engine.begin() as conn:
+        original = jobs.get(conn, job_id, for_update=True)
+        if original is None:
+            raise LookupError(job_id)
+        if quarantine.count_pending(conn, job_id) == 0:
+            raise NothingToReplay(job_id, quarantine.replayed_by(conn, job_id))
+        options = {k: v for k, v in original["options"].items() if k != "raw_format"}
+        job = _insert_job(
+            conn, new_id, "pipeline", original["data_type"], original["source"],
+            PIPELINE_STAGES, {**options, "raw_format": "records", "replay_of": job_id},
+            len(records), None, None, {"records": records}, True, chunk_records,
+        )
+        quarantine.mark_replayed(conn, job_id, new_id)
+    enqueue(engine, celery_app, new_id, PIPELINE_STAGES, counted=True)
     return {**job, "replayed": False}

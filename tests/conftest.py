@@ -20,39 +20,15 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
+from stack.databases import create_database
 from tests.helpers import wait_job
 
 ROOT = Path(__file__).resolve().parents[1]
 # One database per concurrent test run; PIPELINE_TEST_DATABASE keeps parallel runs apart.
 TEST_DATABASE = os.environ.get("PIPELINE_TEST_DATABASE", "pipeline_test")
-assert TEST_DATABASE.isidentifier() and TEST_DATABASE.islower(), "a plain lowercase name"
 WORKER_READY_SECONDS = 60
-
-
-def _create_test_database(server_url: str) -> str:
-    """Drop and create the test database on the server of `server_url`; returns its URL."""
-    import psycopg2
-
-    url = make_url(server_url)
-    params: dict[str, Any] = {"dbname": "postgres", "user": url.username or "postgres"}
-    if url.password:
-        params["password"] = url.password
-    host = url.host or url.query.get("host")
-    if host:
-        params["host"] = host
-    if url.port or url.query.get("port"):
-        params["port"] = url.port or url.query.get("port")
-    conn = psycopg2.connect(**params)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = %s AND pid <> pg_backend_pid()", (TEST_DATABASE,))
-        cur.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}"')  # constant name
-        cur.execute(f'CREATE DATABASE "{TEST_DATABASE}"')
-    conn.close()
-    return url.set(database=TEST_DATABASE).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +44,7 @@ def service_env() -> Iterator[dict[str, str]]:
         servers.start()
         database_url, broker_url = servers.database_url, servers.broker_url
     yield {
-        "DATABASE_URL": _create_test_database(database_url),
+        "DATABASE_URL": create_database(database_url, TEST_DATABASE),
         "CELERY_BROKER_URL": broker_url,
     }
     if servers is not None:
@@ -151,9 +127,18 @@ def client(app, worker):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def clean_tables(engine: Engine) -> Iterator[None]:
-    """Empty every data table before the test."""
+    """Empty every data table before the test, once jobs of earlier tests have finished."""
     from tasks.storage.schema import DATA_TABLES
 
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            unfinished = conn.execute(text(
+                "SELECT count(*) FROM pipeline_jobs WHERE status IN ('queued', 'running')"
+            )).scalar_one()
+        if not unfinished:
+            break
+        time.sleep(0.05)
     names = ", ".join(f'"{name}"' for name in DATA_TABLES)  # names from declarations
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names}"))

@@ -135,3 +135,21 @@ def test_health_endpoints(client):
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+@pytest.mark.parametrize("options", [
+    {"calculate_metrics": "yes"}, {"colour": True}, {"target_currency": "euro"},
+])
+def test_bad_processing_options_are_422(client, options):
+    response = client.post("/api/v1/data_pipeline/process", json={
+        "data_type": "campaign_performance", "data": {"records": [{"campaign_id": "1"}]},
+        "processing_options": options})
+    assert_error(response, 422)
+
+
+def test_unknown_validation_rule_is_422_listing_the_known_rules(client):
+    response = client.post("/api/v1/data_pipeline/validate", json={
+        "data_type": "campaign_performance", "data": {"records": [{"campaign_id": "1"}]},
+        "validation_rules": {"rules": [{"rule": "sparkle", "field": "spend"}]}})
+    error = assert_error(response, 422)
+    assert "range" in error["details"]["known_rules"]

@@ -17,6 +17,16 @@ from tasks.storage.schema import payloads_table
 from tasks.submit import accept
 
 
+@pytest.fixture
+def parked(engine):  # type: ignore[no-untyped-def]
+    """Job ids a test accepted but never let a worker run; they are closed afterwards."""
+    ids: list[str] = []
+    yield ids
+    with engine.begin() as conn:
+        for job_id in ids:
+            jobs.fail(conn, job_id, None, "test_parked", "parked by a test, never sent")
+
+
 def _records(n: int) -> list[dict]:
     return [
         {"campaign_id": f"durable-{i}", "spend": "12.34", "impressions": 1000, "clicks": 7,
@@ -43,7 +53,7 @@ def test_after_202_the_job_and_raw_batch_are_in_postgresql(client, engine, job_w
     assert names == {payloads.RAW}
 
 
-def test_accepted_batch_survives_an_unreachable_broker(settings, engine):
+def test_accepted_batch_survives_an_unreachable_broker(settings, engine, parked):
     dead_broker = make_celery(replace(settings, broker_url="redis://127.0.0.1:1/0"))
     job = accept(
         engine, dead_broker, kind="pipeline", stages=("ingest", "validate", "process", "store"),
@@ -51,6 +61,7 @@ def test_accepted_batch_survives_an_unreachable_broker(settings, engine):
         records_count=5,
     )
     db.configure(settings.database_url)
+    parked.append(job["id"])
     with engine.connect() as conn:
         stored = jobs.get(conn, job["id"])
         raw = payloads.load(conn, job["id"], payloads.RAW)
@@ -59,7 +70,7 @@ def test_accepted_batch_survives_an_unreachable_broker(settings, engine):
 
 
 @pytest.mark.parametrize("count", [1, 10_000])
-def test_messages_carry_the_job_id_not_the_records(settings, engine, count):
+def test_messages_carry_the_job_id_not_the_records(settings, engine, count, parked):
     capture = make_celery(settings)
     capture.conf.task_routes = {}
     capture.conf.task_default_queue = "capture-only"  # no worker listens here
@@ -69,6 +80,7 @@ def test_messages_carry_the_job_id_not_the_records(settings, engine, count):
         data_type="campaign_performance", source="generic", data={"records": _records(count)},
         records_count=count,
     )
+    parked.append(job["id"])
     with capture.connection_for_write() as conn:
         redis = conn.default_channel.client
         raw_messages = redis.lrange("capture-only", 0, -1)

@@ -46,7 +46,7 @@ def _processes_using(var_dir: Path) -> list[str]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if str(var_dir) in cmdline:
+        if str(var_dir) in cmdline or f"127.0.0.1:{PORT}" in cmdline:
             found.append(cmdline)
     return found
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
 
+from tasks.storage import jobs
 from tasks.storage.schema import jobs_table
 from tests.test_api_errors import assert_error
 from tests.test_seed_api import SEED_INGEST, SEED_RECORD
@@ -96,7 +98,7 @@ def test_idempotency_key_returns_the_same_job(client, engine, job_waiter):
     job_waiter(first.get_json()["job_id"])
 
 
-def test_idempotency_key_with_another_body_is_409(client):
+def test_idempotency_key_with_another_body_is_409(client, job_waiter):
     headers = {"Idempotency-Key": "order-2025-01-15-b"}
     first = client.post("/api/v1/data_pipeline/ingest", json=SEED_INGEST, headers=headers)
     assert first.status_code == 202
@@ -104,9 +106,10 @@ def test_idempotency_key_with_another_body_is_409(client):
     response = client.post("/api/v1/data_pipeline/ingest", json=other, headers=headers)
     error = assert_error(response, 409, "conflict")
     assert error["details"]["job_id"] == first.get_json()["job_id"]
+    job_waiter(first.get_json()["job_id"])
 
 
-def test_the_same_key_at_once_from_8_clients_makes_one_job(app, engine):
+def test_the_same_key_at_once_from_8_clients_makes_one_job(app, engine, job_waiter):
     headers = {"Idempotency-Key": "concurrent-key-1"}
     before = _job_count(engine)
     answers: list = []
@@ -124,3 +127,45 @@ def test_the_same_key_at_once_from_8_clients_makes_one_job(app, engine):
     assert [r.status_code for r in answers] == [202] * 8
     assert len({r.get_json()["job_id"] for r in answers}) == 1
     assert _job_count(engine) == before + 1
+    job_waiter(answers[0].get_json()["job_id"])
+
+
+def test_workers_accept_json_only_never_pickle(app, engine, worker, job_waiter):
+    """A pickled message to a stage task is refused; the same message as JSON runs."""
+    import pickle
+
+    from kombu import Producer
+
+    from tasks.celery_app import make_celery
+    from tasks.submit import accept
+
+    celery_app = app.extensions["celery"]
+    parked = make_celery(app.config["SETTINGS"])
+    parked.conf.task_routes = {}
+    parked.conf.task_default_queue = "parked"  # accepted, but its message goes nowhere
+    job = accept(engine, parked, kind="store", stages=("store",), data_type="campaign_performance",
+                 source=None, data={"records": [{"campaign_id": "pickled"}]}, records_count=1)
+    with parked.connection_for_write() as conn:
+        conn.default_channel.client.delete("parked")
+
+    def send(serializer: str) -> None:
+        body = ([job["id"]], {}, {"callbacks": None, "errbacks": None, "chain": None,
+                                  "chord": None})
+        headers = {"lang": "py", "task": "storage.store", "id": f"t-{serializer}",
+                   "argsrepr": "", "kwargsrepr": "", "origin": "test"}
+        with celery_app.connection_for_write() as conn:
+            producer = Producer(conn)
+            if serializer == "pickle":
+                producer.publish(pickle.dumps(body), routing_key="store", exchange="store",
+                                 headers=headers, content_type="application/x-python-serialize",
+                                 content_encoding="binary")
+            else:
+                producer.publish(body, routing_key="store", exchange="store", headers=headers,
+                                 serializer="json")
+
+    send("pickle")
+    time.sleep(2)
+    with engine.connect() as conn:
+        assert jobs.get(conn, job["id"])["status"] == "queued"  # never ran
+    send("json")
+    assert job_waiter(job["id"])["status"] == "succeeded"

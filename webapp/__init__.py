@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import Flask
 
+from tasks.logs import configure_logging
 from tasks.settings import Settings
 from tasks.storage import db
-from tasks.storage.schema import create_schema
+from tasks.storage.schema import create_schema, require_current_schema
 from webapp.celery_init import celery_init_app
 from webapp.errors import register_error_handlers
 from webapp.jsonio import OrjsonProvider
@@ -35,10 +36,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update({k: v for k, v in (config or {}).items() if k != "SETTINGS"})
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_json)
 
     engine = db.configure(settings.database_url)  # type: ignore[arg-type]
     if app.config.get("MIGRATE_ON_START", True):
         create_schema(engine)
+    else:  # refuse to serve an old schema rather than fail request by request
+        require_current_schema(engine)
     celery_init_app(app, settings)
     register_error_handlers(app)
 
@@ -48,4 +52,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(retrieve.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(health.bp)
+
+    from webapp import cli, metrics, openapi
+
+    openapi.init_app(app)
+    metrics.init_app(app)
+    app.cli.add_command(cli.pipeline)
     return app

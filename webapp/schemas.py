@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from tasks.storage.retrieve import DEFAULT_LIMIT, MAX_LIMIT
+from tasks.storage.cursor import MAX_CURSOR_CHARS
+from tasks.storage.retrieve import COUNT_MODES, DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 
 
 class _Envelope(Schema):
@@ -49,18 +50,38 @@ class StoreRequest(_Envelope):
 
 
 class RetrieveRequest(Schema):
+    """POST /retrieve. Names are checked against the data type's declaration by the query
+    builder (tasks/storage/retrieve.py), which says which ones are allowed."""
+
     class Meta:
         unknown = RAISE
 
     data_type = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    filters = fields.Dict(keys=fields.String(), load_default=dict)
+    filters = fields.Dict(keys=fields.String(), load_default=dict, metadata={
+        "description": 'column: value | [values] | {"gte": 10, "lt": 100, "ne": ...}; '
+                       'and "date_range": {"start", "end"}'})
     sort = fields.List(fields.String(validate=validate.Length(min=1, max=128)),
-                       load_default=list)
+                       load_default=list, validate=validate.Length(max=16),
+                       metadata={"example": ["-date", "campaign_id"]})
     fields_ = fields.List(fields.String(validate=validate.Length(min=1, max=128)),
-                          data_key="fields", attribute="fields", load_default=None)
-    limit = fields.Integer(load_default=DEFAULT_LIMIT, strict=True,
-                           validate=validate.Range(min=1, max=MAX_LIMIT))
-    offset = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0))
+                          data_key="fields", attribute="fields", load_default=None,
+                          validate=validate.Length(max=256))
+    limit = fields.Integer(load_default=None, strict=True,
+                           validate=validate.Range(min=1, max=MAX_LIMIT), metadata={
+                               "description": f"page size, default {DEFAULT_LIMIT}, at most "
+                                              f"{MAX_LIMIT}; for text/csv, omit it to stream "
+                                              "every matching row"})
+    offset = fields.Integer(load_default=0, strict=True,
+                            validate=validate.Range(min=0, max=MAX_OFFSET))
+    cursor = fields.String(load_default=None, allow_none=True,
+                           validate=validate.Length(min=1, max=MAX_CURSOR_CHARS),
+                           metadata={"description": "next_cursor of the previous page"})
+    group_by = fields.List(fields.String(validate=validate.Length(min=1, max=128)),
+                           load_default=None, metadata={"example": ["campaign_id"]})
+    metrics = fields.List(fields.String(validate=validate.Length(min=1, max=128)),
+                          load_default=None,
+                          metadata={"example": ["spend", "clicks", "impressions", "ctr"]})
+    total_count = fields.String(load_default="exact", validate=validate.OneOf(COUNT_MODES))
 
 
 class ReplayRequest(Schema):

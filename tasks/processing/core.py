@@ -1,4 +1,4 @@
-"""The process stage core: a pure function over one batch.
+"""The process stage core: a pure function over one batch (see `in_place` for the exception).
 
 Steps, in order: types normalised (the compiled kernel, equal to coerce_record), dedup on
 the natural key (the last record wins, in the place of the first), currency conversion,
@@ -35,7 +35,7 @@ from tasks.processing.options import ProcessingOptions, check_processing_options
 from tasks.stage import StageOutput, utc_timestamp
 from tasks.storage.quarantine import Rejected
 
-_kernels: dict[tuple[str, bool], Kernel] = {}
+_kernels: dict[tuple[str, bool, bool], Kernel] = {}
 
 
 def input_columns(data_type: DataType) -> dict[str, str]:
@@ -44,19 +44,20 @@ def input_columns(data_type: DataType) -> dict[str, str]:
     return {name: kind for name, kind in data_type.all_columns.items() if name not in derived}
 
 
-def _kernel(data_type: DataType, ratios: bool) -> Kernel:
-    # One per data type (and ratios on/off) and process: its compiled shapes serve every batch.
-    kernel = _kernels.get((data_type.name, ratios))
+def _kernel(data_type: DataType, ratios: bool, in_place: bool) -> Kernel:
+    # One per data type and variant in a process: its compiled shapes serve every batch.
+    key = (data_type.name, ratios, in_place)
+    kernel = _kernels.get(key)
     if kernel is None or kernel.data_type is not data_type:
-        kernel = _kernels[data_type.name, ratios] = Kernel(
-            data_type, input_columns(data_type), ratios=ratios)
+        kernel = _kernels[key] = Kernel(
+            data_type, input_columns(data_type), ratios=ratios, in_place=in_place)
     return kernel
 
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """No cyclic GC passes while a batch is built: it only allocates acyclic dicts, and the
-    collector's repeated scans of 100,000 live records cost more than the work itself."""
+    """No cyclic GC passes while a batch is built: it makes no cycles, but two tracked tuples
+    per record (key and item) set off collections whose scans cost some 10% of the stage."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -79,8 +80,15 @@ def process(
     data_type: DataType,
     options: Mapping[str, Any] | ProcessingOptions | None = None,
     lookups: Lookups | None = None,
+    *,
+    in_place: bool = False,
 ) -> StageOutput:
-    """Process one batch; raises ProcessingOptionError for options it does not know."""
+    """Process one batch; raises ProcessingOptionError for options it does not know.
+
+    `records` are left untouched, unless `in_place`: then the records that go on are
+    converted in their own dicts (faster; for a caller that owns the batch, as the Celery
+    stage does). Refused records are always left as they came.
+    """
     opts = (options if isinstance(options, ProcessingOptions)
             else check_processing_options(data_type, options))
     lookups = lookups if lookups is not None else NoLookups()
@@ -88,7 +96,7 @@ def process(
     with _gc_paused():
         # Ratios in the kernel's pass unless a conversion must change the money first.
         fused = opts.calculate_metrics and not opts.target_currency
-        first = _kernel(data_type, fused).run(records)
+        first = _kernel(data_type, fused, in_place).run(records)
         rejected = [Rejected(i, raw, _type_reasons(errors)) for i, raw, errors in first.bad]
         items = first.items
 
@@ -97,8 +105,8 @@ def process(
             conversion = convert_currency(items, data_type, opts.target_currency, lookups,
                                           opts.on_missing_rate)
             items = conversion.records
-            rejected += [Rejected(index, records[index], reasons)
-                         for index, reasons in conversion.refused]
+            rejected += [Rejected(index, record, reasons)
+                         for index, record, reasons in conversion.refused]
             converted = conversion.converted
             extra.update(conversion.counts(opts.target_currency))
 

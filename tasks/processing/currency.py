@@ -68,10 +68,11 @@ class RateBook:
 
 @dataclass
 class Conversion:
-    """What a batch's conversion did; `refused` holds (input index, reasons) to quarantine."""
+    """What a batch's conversion did; `refused` holds (input index, record, reasons) to
+    quarantine, the record as type normalisation made it."""
 
     records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # in batch order
-    refused: list[tuple[int, list[Reason]]] = field(default_factory=list)
+    refused: list[tuple[int, dict[str, Any], list[Reason]]] = field(default_factory=list)
     converted: int = 0
     unchanged: int = 0
     rate_missing: int = 0
@@ -131,7 +132,7 @@ def convert_currency(
             pending.append((index, record, money, currency.upper(), day))
     if pending:
         _convert_pending(result, pending, data_type, target, lookups, on_missing)
-    refused = {index for index, _ in result.refused}
+    refused = {index for index, _, _ in result.refused}
     result.records = [item for item in items if item[0] not in refused] if refused else items
     return result
 
@@ -170,6 +171,6 @@ def _convert_pending(
 def _missing(result: Conversion, index: int, record: dict[str, Any], on_missing: str,
              target: str, reason: Reason) -> None:
     if on_missing == QUARANTINE:
-        result.refused.append((index, [reason]))
+        result.refused.append((index, record, [reason]))
     else:
         extra_of(record)[MISSING_FLAG] = target

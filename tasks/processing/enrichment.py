@@ -10,7 +10,9 @@ campaign's latest audience snapshot, the stored `audience` rows of its most rece
                   ...],               # the largest SEGMENTS_CAP segments
      "segments_truncated": true}
 
-Totals are sums over all the snapshot's segments (null when no segment has the value).
+The list is capped because the summary travels with every record of its campaign through
+the stage payloads and into the stored row. Totals are sums over all the snapshot's
+segments (null when no segment has the value).
 A record matches on (source, campaign_id); a record without a source matches a campaign
 stored under exactly one source. Records without a match are counted, never dropped.
 """

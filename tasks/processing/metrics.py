@@ -8,7 +8,7 @@ A missing or zero denominator gives None, never 0 and never an error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import (
     ROUND_HALF_EVEN,
@@ -139,18 +139,3 @@ def metrics_function(data_type: DataType) -> Callable[[dict[str, Any]], None]:
 def ratio_context() -> Any:
     """The decimal context every ratio is computed in (a context manager)."""
     return localcontext(RATIO_CONTEXT)
-
-
-def add_metrics_to_all(records: Iterable[dict[str, Any]], data_type: DataType) -> list[str]:
-    """Set the derived columns on every record (in place); returns their names."""
-    compute = metrics_function(data_type)
-    with ratio_context():
-        for record in records:
-            compute(record)
-    return computed_names(data_type)
-
-
-def add_metrics(record: dict[str, Any], data_type: DataType) -> dict[str, Any]:
-    """Set every derived column on one record (in place) and return it."""
-    add_metrics_to_all((record,), data_type)
-    return record

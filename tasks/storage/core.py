@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from tasks.coerce import coerce_record
 from tasks.datatypes import DataType
-from tasks.stage import StageOutput, utc_timestamp
+from tasks.stage import StageFailure, StageOutput, utc_timestamp
+from tasks.storage.partitions import TooManyPartitions
 from tasks.storage.quarantine import Rejected
 from tasks.storage.upsert import upsert
 
@@ -46,6 +48,7 @@ def store(
     options: Mapping[str, Any] | None,
     *,
     job_id: str,
+    accepted_at: datetime | None = None,
 ) -> StageOutput:
     opts = check_options(data_type, options)
     clean: list[dict[str, Any]] = []
@@ -58,7 +61,12 @@ def store(
             ]))
         else:
             clean.append(record)
-    counts = upsert(conn, data_type, clean, job_id=job_id, update_existing=opts["upsert"])
+    try:
+        counts = upsert(conn, data_type, clean, job_id=job_id, update_existing=opts["upsert"],
+                        accepted_at=accepted_at)
+    except TooManyPartitions as exc:
+        raise StageFailure("invalid_dates", str(exc), {"field": data_type.date_column},
+                           rejected=rejected) from None
     return StageOutput(
         records=[],
         rejected=rejected,

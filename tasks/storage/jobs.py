@@ -50,11 +50,13 @@ def create(
     records_count: int,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    enqueue_count: int = 0,
 ) -> None:
     conn.execute(insert(jobs_table).values(
         id=job_id, kind=kind, status=QUEUED, data_type=data_type, source=source,
         options=options, stages=[new_stage(s) for s in stages], records_count=records_count,
         idempotency_key=idempotency_key, request_hash=request_hash,
+        enqueue_count=enqueue_count,
     ))
 
 
@@ -215,9 +217,9 @@ def set_records_count(conn: Connection, job_id: str, count: int) -> None:
         records_count=count))
 
 
-def mark_enqueued(conn: Connection, job_id: str) -> None:
+def mark_enqueued(conn: Connection, job_id: str, delta: int = 1) -> None:
     conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(
-        enqueue_count=jobs_table.c.enqueue_count + 1, updated_at=func.now()))
+        enqueue_count=jobs_table.c.enqueue_count + delta, updated_at=func.now()))
 
 
 def to_public(job: dict[str, Any]) -> dict[str, Any]:

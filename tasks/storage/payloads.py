@@ -26,13 +26,14 @@ def encode(records: Sequence[Any]) -> bytes:
 
 def save(
     conn: Connection, job_id: str, name: str, records: Sequence[Any], chunk: int = DEFAULT_CHUNK,
-    first_seq: int = 0,
+    first_seq: int = 0, replace: bool = False,
 ) -> int:
     """Store `records` under (job_id, name) in chunks; returns the next free sequence number.
 
-    A stage that runs again (a redelivered message) replaces what an earlier run left.
+    `replace`: a stage that runs again (a redelivered message) replaces what an earlier
+    attempt left.
     """
-    if first_seq == 0:
+    if replace:
         discard(conn, job_id, [name])
     seq = first_seq
     rows = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,10 @@ class Rejected:
 
 def _jsonable(value: Any) -> Any:
     # Records may hold Decimals and dates after coercion; store them as JSON text values.
-    return orjson.loads(orjson.dumps(value, default=json_default))
+    try:
+        return orjson.loads(orjson.dumps(value, default=json_default))
+    except TypeError:  # e.g. an integer wider than 64 bits: keep it, as text
+        return json.loads(json.dumps(value, default=str))
 
 
 def save(conn: Connection, job_id: str, stage: str, rejected: Sequence[Rejected]) -> None:
@@ -71,3 +75,19 @@ def mark_replayed(conn: Connection, job_id: str, replay_job_id: str) -> int:
         .values(replayed_by=replay_job_id)
     )
     return result.rowcount
+
+
+def count_pending(conn: Connection, job_id: str) -> int:
+    """Quarantined records of the job not yet replayed."""
+    return conn.execute(
+        select(func.count()).select_from(rejected_table).where(
+            rejected_table.c.job_id == job_id, rejected_table.c.replayed_by.is_(None))
+    ).scalar_one()
+
+
+def replayed_by(conn: Connection, job_id: str) -> list[str]:
+    rows = conn.execute(
+        select(rejected_table.c.replayed_by).distinct().where(
+            rejected_table.c.job_id == job_id, rejected_table.c.replayed_by.is_not(None))
+    )
+    return sorted(str(r[0]) for r in rows)

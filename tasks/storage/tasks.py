@@ -15,7 +15,8 @@ from tasks.storage.core import store
 
 def store_step(conn: Connection, job: dict[str, Any], payload: Any) -> StageOutput:
     return store(conn, payload, get_data_type(job["data_type"]),
-                 job["options"].get("storage_options"), job_id=job["id"])
+                 job["options"].get("storage_options"), job_id=job["id"],
+                 accepted_at=job["created_at"])
 
 
 @shared_task(name="storage.store", **STAGE_TASK_OPTIONS)

@@ -1,7 +1,12 @@
 """Bulk upsert: COPY into a temporary table, then one INSERT .. SELECT .. ON CONFLICT.
 
 Every identifier comes from a data type declaration and is quoted by psycopg2.sql;
-values travel only through COPY, never through SQL text.
+values travel only through COPY, never through SQL text. Monthly partitions the batch
+needs are created first (tasks/storage/partitions.py).
+
+Inserted and updated rows are told apart by the statement's own timestamp: a new row
+gets it as both ingested_at and updated_at, an updated row keeps its older ingested_at.
+(`xmax = 0`, the usual trick, cannot be read from a partitioned table's RETURNING.)
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from tasks.datatypes import (
     TEXT,
     DataType,
 )
+from tasks.storage.partitions import ensure_partitions
 
 PG_TYPES = {
     TEXT: "text", INTEGER: "bigint", DECIMAL: "numeric", DATE: "date",
@@ -66,14 +72,19 @@ def upsert(
     *,
     job_id: str,
     update_existing: bool = True,
+    accepted_at: datetime | None = None,
 ) -> dict[str, int]:
     """Write `records` into the data type's table; counts inserted, updated and skipped.
 
-    Within the batch the last record of a natural key wins. With `update_existing`
-    False, existing keys are left untouched and counted as skipped.
+    Within the batch the last record of a natural key wins. Across batches the one
+    accepted last wins (`accepted_at`, then the job id to break a tie): a batch stored
+    after a newer one has written a key leaves that row alone and counts it skipped.
+    With `update_existing` False, existing keys are left untouched and counted as skipped.
     """
     if not records:
         return {"inserted": 0, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
+    if data_type.date_column:
+        ensure_partitions(conn, data_type, (r.get(data_type.date_column) for r in records))
     lineage = set(LINEAGE_COLUMNS)
     columns = [c for c in data_type.all_columns if c not in lineage]
     kinds = data_type.all_columns
@@ -99,29 +110,33 @@ def upsert(
         )
         if update_existing:
             updatable = [c for c in columns if c not in data_type.natural_key]
-            conflict = sql.SQL("DO UPDATE SET {}, {} = EXCLUDED.{}, {} = now()").format(
-                sql.SQL(", ").join(
-                    sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
-                    for c in updatable
-                ),
-                sql.Identifier("job_id"), sql.Identifier("job_id"), sql.Identifier("updated_at"),
-            )
+            conflict = sql.SQL(
+                "DO UPDATE SET {} WHERE {target}.accepted_at IS NULL"
+                " OR ({target}.accepted_at, {target}.job_id)"
+                " <= (EXCLUDED.accepted_at, EXCLUDED.job_id)"
+            ).format(sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                for c in [*updatable, "job_id", "accepted_at", "updated_at"]
+            ), target=target)
         else:
             conflict = sql.SQL("DO NOTHING")
         cursor.execute(sql.SQL(
-            "WITH written AS ("
-            " INSERT INTO {target} ({cols}, job_id, ingested_at, updated_at)"
-            " SELECT DISTINCT ON ({keys}) {cols}, %(job_id)s, now(), now() FROM {temp}"
+            "WITH stamp AS MATERIALIZED (SELECT clock_timestamp() AS at),"
+            " written AS ("
+            " INSERT INTO {target} ({cols}, job_id, accepted_at, ingested_at, updated_at)"
+            " SELECT DISTINCT ON ({keys}) {cols}, %(job_id)s,"
+            " coalesce(%(accepted_at)s, stamp.at), stamp.at, stamp.at"
+            " FROM {temp} CROSS JOIN stamp"
             " ORDER BY {keys}, _seq DESC"
             " ON CONFLICT ({keys}) {conflict}"
-            " RETURNING (xmax = 0) AS inserted)"
+            " RETURNING ingested_at = updated_at AS inserted)"
             " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
             " (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {temp}) k)"
             " FROM written"
         ).format(
             target=target, cols=sql.SQL(", ").join(col_ids), keys=sql.SQL(", ").join(key_ids),
             temp=temp, conflict=conflict,
-        ), {"job_id": job_id})
+        ), {"job_id": job_id, "accepted_at": accepted_at})
         inserted, updated, distinct = cursor.fetchone()
         cursor.execute(sql.SQL("DROP TABLE {}").format(temp))
     finally:

@@ -1,8 +1,9 @@
 """The rule catalogue: each rule's written form and the builder that compiles it.
 
 A builder reads one rule object through RuleArgs (which refuses bad or unknown
-arguments) and returns one compiled Rule per field it names. Values given in a rule
-(bounds, allowed values) are converted once here, to the field's canonical type.
+arguments) and returns one compiled Rule per field it names, whose Test the code
+generator (program.py) turns into code. Values given in a rule (bounds, allowed values)
+are converted once here, to the field's canonical type.
 """
 
 from __future__ import annotations
@@ -15,9 +16,35 @@ from typing import Any
 import orjson
 
 from tasks.coerce import CONVERTERS, CoercionError, json_default
-from tasks.datatypes import BOOLEAN, DATE, DATETIME, DECIMAL, INTEGER, JSON, TEXT, DataType
-from tasks.validation import checks
-from tasks.validation.model import Check, Rule
+from tasks.datatypes import (
+    BOOLEAN,
+    DATE,
+    DATETIME,
+    DECIMAL,
+    EXTRA_COLUMN,
+    INTEGER,
+    JSON,
+    TEXT,
+    DataType,
+)
+from tasks.validation import helpers
+from tasks.validation.model import (
+    ALLOWED,
+    BOUNDS,
+    CALL,
+    COERCION,
+    COMPARE,
+    FORBIDDEN,
+    FRESHNESS,
+    LENGTH,
+    NOT_NULL,
+    REGEX,
+    REQUIRED,
+    ROW_COUNT,
+    UNIQUE,
+    Rule,
+    Test,
+)
 from tasks.validation.spec import WARN, RuleArgs
 
 # Type names of the `type` rule, and the column kind each one converts to.
@@ -73,23 +100,25 @@ def rule_key(name: str, args: dict[str, Any]) -> tuple[str, bytes]:
     return name, orjson.dumps(args, default=json_default, option=orjson.OPT_SORT_KEYS)
 
 
-def _make(a: RuleArgs, args: dict[str, Any], check: Check, describe: Callable[[Any], str],
-          field: str | None, key: Any = None, batch_level: bool = False) -> Rule:
+def _make(a: RuleArgs, args: dict[str, Any], test: Test, describe: Callable[[Any], str],
+          field: str | None, key: Any = None) -> Rule:
     return Rule(
-        name=a.name, args=args, check=check, describe=describe, field=field,
-        severity=a.severity(), mostly=a.mostly(), batch_level=batch_level,
+        name=a.name, args=args, test=test, describe=describe, field=field,
+        severity=a.severity(), mostly=a.mostly(),
         key=key if key is not None else rule_key(a.name, args),
     )
 
 
 def _kind(data_type: DataType, field: str) -> str | None:
-    return data_type.all_columns.get(field) if field != "extra" else None
+    """A field's declared kind; None for a field read from `extra`."""
+    return data_type.all_columns.get(field) if field != EXTRA_COLUMN else None
 
 
-def _per_field(make_check: Callable[[str], Check], message: str) -> Builder:
+def _per_field(kind: str, message: str) -> Builder:
     def build(a: RuleArgs, data_type: DataType) -> list[Rule]:
         return [
-            _make(a, {"field": f}, make_check(f), lambda _v, f=f: message.format(field=f), f)
+            _make(a, {"field": f}, Test(kind, (f,)),
+                  lambda _v, f=f: message.format(field=f), f)
             for f in a.fields()
         ]
     return build
@@ -98,7 +127,7 @@ def _per_field(make_check: Callable[[str], Check], message: str) -> Builder:
 def _convert(a: RuleArgs, arg: str, kind: str, value: Any) -> Any:
     try:
         converted = CONVERTERS[kind](value)
-    except CoercionError as exc:
+    except (CoercionError, ValueError, OverflowError, OSError) as exc:
         raise a.error(f"{exc}", arg) from None
     if converted is None:
         raise a.error(f"must be a {TYPE_NAMES[kind]}", arg)
@@ -152,9 +181,23 @@ def _range(a: RuleArgs, data_type: DataType) -> list[Rule]:
         args["type"] = TYPE_NAMES[kind]
     bounds = _bound_text(low, high, strict_low, strict_high)
     describe = lambda v: f"{field} must be {bounds}, got {v}"  # noqa: E731
-    check = checks.value_range(field, low, high, strict_low, strict_high,
-                               None if declared else kind, describe)
-    return [_make(a, args, check, describe, field)]
+    return [_make(a, args, _bounds_test(field, low, high, strict_low, strict_high,
+                                        None if declared else kind, describe),
+                  describe, field)]
+
+
+def _bounds_test(field: str, low: Any, high: Any, strict_low: bool, strict_high: bool,
+                 convert_to: str | None, describe: Callable[[Any], str]) -> Test:
+    """Inline bounds on a declared field; a helper converts an undeclared field first."""
+    params = {"low": low, "high": high, "strict_low": strict_low, "strict_high": strict_high}
+    if convert_to is None:
+        return Test(BOUNDS, (field,), params)
+    too_low = (lambda v: v <= low) if strict_low else (lambda v: v < low)
+    too_high = (lambda v: v >= high) if strict_high else (lambda v: v > high)
+
+    def inside(v: Any) -> bool:
+        return not ((low is not None and too_low(v)) or (high is not None and too_high(v)))
+    return Test(CALL, (field,), {"fn": helpers.converted(field, convert_to, inside, describe)})
 
 
 def _non_negative(a: RuleArgs, data_type: DataType) -> list[Rule]:
@@ -164,9 +207,9 @@ def _non_negative(a: RuleArgs, data_type: DataType) -> list[Rule]:
         if kind is not None and kind not in (INTEGER, DECIMAL):
             raise a.error(f"{field} is a {TYPE_NAMES[kind]} field, not a number", "field")
         describe = lambda v, f=field: f"{f} must not be negative, got {v}"  # noqa: E731
-        check = checks.value_range(field, 0, None, False, False,
-                                   DECIMAL if kind is None else None, describe)
-        rules.append(_make(a, {"field": field}, check, describe, field))
+        test = _bounds_test(field, 0, None, False, False,
+                            DECIMAL if kind is None else None, describe)
+        rules.append(_make(a, {"field": field}, test, describe, field))
     return rules
 
 
@@ -174,7 +217,7 @@ def coercion_rule(field: str, kind: str) -> Rule:
     """The default type rule of a declared column: its values must convert to its kind."""
     type_name = TYPE_NAMES[kind]
     return Rule(
-        name="type", args={"field": field, "type": type_name}, check=checks.coercion(field),
+        name="type", args={"field": field, "type": type_name}, test=Test(COERCION, (field,)),
         describe=lambda _v: f"{field} must be a {type_name}", field=field, key=("type", field),
     )
 
@@ -196,8 +239,8 @@ def _type(a: RuleArgs, data_type: DataType) -> list[Rule]:
                                  mostly=a.mostly()))
             continue
         describe = lambda _v, f=field: f"{f} must be a {type_name}"  # noqa: E731
-        rules.append(_make(a, {"field": field, "type": type_name},
-                           checks.type_check(field, TYPES[type_name]), describe, field,
+        test = Test(CALL, (field,), {"fn": helpers.convertible(field, TYPES[type_name])})
+        rules.append(_make(a, {"field": field, "type": type_name}, test, describe, field,
                            key=("type", field, type_name)))
     return rules
 
@@ -209,16 +252,17 @@ def _allowed_values(a: RuleArgs, data_type: DataType) -> list[Rule]:
     if not isinstance(given, list) or not given:
         raise a.error("must be a non-empty list of values", "values")
     kind = _kind(data_type, field)
-    if kind is None or kind == JSON:
-        if not all(isinstance(v, str | int | float | bool) for v in given if v is not None):
-            raise a.error("must be a list of strings, numbers or booleans", "values")
-        allowed = frozenset(given)
-    else:
-        allowed = frozenset(_convert(a, "values", kind, v) for v in given if v is not None)
     shown = ", ".join(map(str, given[:10])) + (", ..." if len(given) > 10 else "")
     describe = lambda v: f"{field} must be one of {shown}, got {v}"  # noqa: E731
-    return [_make(a, {"field": field, "values": given},
-                  checks.allowed_values(field, allowed), describe, field)]
+    if kind is None or kind == JSON:
+        # As they came: a value of `extra` may be unhashable, so a helper tests it.
+        if not all(isinstance(v, str | int | float | bool) for v in given if v is not None):
+            raise a.error("must be a list of strings, numbers or booleans", "values")
+        test = Test(CALL, (field,), {"fn": helpers.member(frozenset(given), describe)})
+    else:
+        allowed = frozenset(_convert(a, "values", kind, v) for v in given if v is not None)
+        test = Test(ALLOWED, (field,), {"allowed": allowed})
+    return [_make(a, {"field": field, "values": given}, test, describe, field)]
 
 
 def _regex(a: RuleArgs, data_type: DataType) -> list[Rule]:
@@ -232,8 +276,8 @@ def _regex(a: RuleArgs, data_type: DataType) -> list[Rule]:
     except re.error as exc:
         raise a.error(f"is not a valid regular expression: {exc}", "pattern") from None
     describe = lambda v: f"{field} does not match {pattern}: {v!r}"  # noqa: E731
-    return [_make(a, {"field": field, "pattern": pattern}, checks.regex(field, compiled),
-                  describe, field)]
+    return [_make(a, {"field": field, "pattern": pattern},
+                  Test(REGEX, (field,), {"search": compiled.search}), describe, field)]
 
 
 def _bounds(a: RuleArgs) -> tuple[int | None, int | None]:
@@ -253,21 +297,27 @@ def _length(a: RuleArgs, data_type: DataType) -> list[Rule]:
             **({"max": high} if high is not None else {})}
     bounds = _bound_text(low, high, False, False)
     describe = lambda v: f"length of {field} must be {bounds}, got {v!r}"  # noqa: E731
-    return [_make(a, args, checks.length(field, low, high), describe, field)]
+    test = Test(LENGTH, (field,), {"low": 0 if low is None else low,
+                                   "high": float("inf") if high is None else high})
+    return [_make(a, args, test, describe, field)]
 
 
 def _unique(a: RuleArgs, data_type: DataType) -> list[Rule]:
     fields = a.fields()
     args = {"field": fields[0]} if a.has("field") else {"fields": fields}
     names = ", ".join(fields)
-    describe = lambda v: f"({names}) = {v} is not unique in the batch"  # noqa: E731
-    return [_make(a, args, checks.unique(fields), describe, ",".join(fields))]
+
+    def describe(key: dict[str, Any]) -> str:
+        shown = ", ".join(helpers.as_text(v) for v in key.values())
+        return f"({names}) = ({shown}) appears more than once in the batch"
+
+    return [_make(a, args, Test(UNIQUE, tuple(fields)), describe, ",".join(fields))]
 
 
 def _compare(a: RuleArgs, data_type: DataType) -> list[Rule]:
     left, right = a.field("left"), a.field("right")
     assert left is not None and right is not None
-    op = a.choice("op", list(checks.OPERATORS))
+    op = a.choice("op", list(helpers.OPERATORS))
     left_kind, right_kind = _kind(data_type, left), _kind(data_type, right)
     given_type = None
     if a.has("type"):
@@ -285,12 +335,15 @@ def _compare(a: RuleArgs, data_type: DataType) -> list[Rule]:
     if given_type:
         args["type"] = TYPE_NAMES[given_type]
     describe = lambda v: f"{left} ({v[left]}) must be {op} {right} ({v[right]})"  # noqa: E731
-    check = checks.compare(
-        left, op, right,
-        (None if left_kind else kinds[0], None if right_kind else kinds[1]),
-        as_dates=set(kinds) == {DATE, DATETIME}, describe=describe,
-    )
-    return [_make(a, args, check, describe, left)]
+    as_dates = set(kinds) == {DATE, DATETIME}
+    if left_kind and right_kind and not as_dates:
+        test = Test(COMPARE, (left, right), {"op": op})
+    else:
+        fn = helpers.compare(left, op, right, (None if left_kind else kinds[0],
+                                               None if right_kind else kinds[1]),
+                             as_dates, describe)
+        test = Test(CALL, (left, right), {"fn": fn})
+    return [_make(a, args, test, describe, left)]
 
 
 def _row_count(a: RuleArgs, data_type: DataType) -> list[Rule]:
@@ -301,7 +354,7 @@ def _row_count(a: RuleArgs, data_type: DataType) -> list[Rule]:
             **({"max": high} if high is not None else {})}
     bounds = _bound_text(low, high, False, False)
     describe = lambda n: f"the batch has {n} records; it must have {bounds}"  # noqa: E731
-    return [_make(a, args, checks.row_count(low, high), describe, None, batch_level=True)]
+    return [_make(a, args, Test(ROW_COUNT, (), {"low": low, "high": high}), describe, None)]
 
 
 def _freshness(a: RuleArgs, data_type: DataType) -> list[Rule]:
@@ -320,14 +373,17 @@ def _freshness(a: RuleArgs, data_type: DataType) -> list[Rule]:
     if _kind(data_type, field) is None:
         args["type"] = TYPE_NAMES[kind]
     describe = lambda v: f"{field} is not fresh: {v}"  # noqa: E731
-    return [_make(a, args, checks.freshness(field, max_age, allow_future, kind), describe,
-                  field)]
+    test = Test(FRESHNESS, (field,), {
+        "max_age_days": max_age, "allow_future": allow_future, "kind": kind,
+        "declared": _kind(data_type, field) is not None,
+    })
+    return [_make(a, args, test, describe, field)]
 
 
 BUILDERS: dict[str, Builder] = {
-    "required": _per_field(checks.required, "{field} is required"),
-    "not_null": _per_field(checks.not_null, "{field} must not be null"),
-    "forbidden": _per_field(checks.forbidden, "{field} is not allowed"),
+    "required": _per_field(REQUIRED, "{field} is required"),
+    "not_null": _per_field(NOT_NULL, "{field} must not be null"),
+    "forbidden": _per_field(FORBIDDEN, "{field} is not allowed"),
     "type": _type,
     "range": _range,
     "non_negative": _non_negative,

@@ -9,10 +9,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tasks.datatypes import DataType
-from tasks.validation import checks
 from tasks.validation.catalogue import BUILDERS, FORMS, RULE_NAMES, coercion_rule
 from tasks.validation.model import DATA_TYPE, Rule
-from tasks.validation.spec import COMMON_FORM, RuleArgs, RuleSpecError, on_invalid_policy
+from tasks.validation.spec import COMMON_FORM, ON_INVALID, QUARANTINE, RuleArgs, RuleSpecError
 
 TOP_LEVEL_FORM = (
     '{"required_fields"?: [<name>, ...], "numeric_fields"?: [<name>, ...], '
@@ -40,9 +39,18 @@ def _error(message: str, field: str, **extra: Any) -> RuleSpecError:
                                    "known_rules": list(RULE_NAMES), **extra})
 
 
+def on_invalid_policy(rules: Mapping[str, Any] | None) -> str:
+    """The batch's policy for invalid records: quarantine (default) or reject_batch."""
+    policy = (rules or {}).get("on_invalid", QUARANTINE)
+    if policy not in ON_INVALID:
+        raise _error(f"validation_rules.on_invalid must be one of {', '.join(ON_INVALID)}, "
+                     f"not {policy!r}", "validation_rules.on_invalid", allowed=list(ON_INVALID))
+    return policy
+
+
 def _build(spec: Mapping[str, Any], data_type: DataType, path: str) -> list[Rule]:
     name = spec.get("rule")
-    if name not in BUILDERS:
+    if not isinstance(name, str) or name not in BUILDERS:
         raise RuleSpecError(
             f"{path}: unknown rule {name!r}; known rules: {', '.join(RULE_NAMES)}",
             {"field": f"{path}.rule", "problem": "unknown rule",
@@ -70,7 +78,7 @@ def default_rules(data_type: DataType) -> list[Rule]:
 
 def _field_list(rules: Mapping[str, Any], key: str) -> list[str]:
     value = rules[key]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+    if not isinstance(value, list) or not all(v.__class__ is str and v for v in value):
         raise _error(f"validation_rules.{key} must be a list of field names",
                      f"validation_rules.{key}")
     return value
@@ -111,25 +119,3 @@ def compile_rules(data_type: DataType, rules: Mapping[str, Any] | None) -> Compi
                          '{"rule": "range", "field": "spend", "min": 0}', path)
         add(_build(spec, data_type, path))
     return CompiledRules(data_type, tuple(compiled.values()), on_invalid)
-
-
-OBJECT_RULE = Rule(
-    name="object", args={}, check=checks.not_objects(),
-    describe=lambda _v: "record is not a JSON object", origin=DATA_TYPE, key=("object",),
-)
-
-
-def batch_rules(compiled: CompiledRules, fields_seen: set[str],
-                has_non_objects: bool) -> list[Rule]:
-    """Rules for one batch: the compiled ones plus type rules for the other coerced columns
-    it carries (derived metrics, lineage, `extra`) and a check that records are objects."""
-    known = {rule.key for rule in compiled.rules}
-    kinds = compiled.data_type.all_columns
-    extra_rules = [
-        replace(coercion_rule(field, kinds[field]), origin=DATA_TYPE)
-        for field in kinds
-        if field in fields_seen and ("type", field) not in known
-    ]
-    head = [OBJECT_RULE] if has_non_objects else []
-    return [*head, *compiled.rules, *extra_rules]
-

@@ -1,10 +1,11 @@
-"""From rule outcomes to the stage's output: valid records, quarantined records with their
-reasons, and a GE-style result whose lists are capped so its size does not grow with the
-batch (the per-record reasons go to quarantine, not into the result)."""
+"""From what the program found to the stage's output: valid records, quarantined records
+with their reasons, and a GE-style result whose lists are capped so its size does not
+grow with the batch (the per-record reasons go to quarantine, not into the result)."""
 
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass, field
 from itertools import compress, count, islice, repeat
 from typing import Any
 
@@ -13,8 +14,8 @@ import orjson
 from tasks.coerce import json_default
 from tasks.stage import utc_timestamp
 from tasks.storage.quarantine import Rejected
-from tasks.validation.batch import Batch
-from tasks.validation.model import Outcome, Rule
+from tasks.validation.model import ROW_COUNT, Rule
+from tasks.validation.program import Run
 from tasks.validation.spec import FAIL, REJECT_BATCH, SEVERITIES
 
 PARTIAL_UNEXPECTED_CAP = 20
@@ -22,7 +23,39 @@ UNEXPECTED_INDEX_CAP = 100
 FAILURE_CASES_CAP = 100
 VALUE_PREVIEW_CHARS = 200
 
+
+@dataclass
+class Outcome:
+    """One rule's failures in record order (a message is None where `describe` words it),
+    or for a batch-level rule whether it failed and what it measured."""
+
+    indices: list[int] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+    messages: list[str | None] = field(default_factory=list)
+    batch_failed: bool = False
+    observed: Any = None
+
+
 Evaluated = list[tuple[Rule, Outcome]]
+
+
+def outcomes(run: Run, size: int) -> Evaluated:
+    """Failures grouped per rule, in rule order (a non-object check first)."""
+    grouped = [Outcome() for _ in run.rules]
+    for failure in run.failures:
+        outcome = grouped[failure[0]]
+        outcome.indices.append(failure[1])
+        outcome.values.append(failure[2])
+        outcome.messages.append(failure[3] if len(failure) > 3 else None)
+    for rule, outcome in zip(run.rules, grouped, strict=True):
+        if rule.test.kind == ROW_COUNT:
+            low, high = rule.test.params["low"], rule.test.params["high"]
+            outcome.observed = size
+            outcome.batch_failed = (low is not None and size < low) or (
+                high is not None and size > high)
+    evaluated = list(zip(run.rules, grouped, strict=True))
+    evaluated.sort(key=lambda pair: pair[0].name != "object")
+    return evaluated
 
 
 def _preview(value: Any) -> Any:
@@ -34,42 +67,52 @@ def _preview(value: Any) -> Any:
 def jsonable(values: list[Any]) -> list[Any]:
     """Plain JSON values (the job row is JSON): Decimal as its string, dates ISO, long
     strings cut."""
-    plain = orjson.loads(orjson.dumps(values, default=json_default))
+    try:
+        plain = orjson.loads(orjson.dumps(values, default=json_default))
+    except TypeError:  # an int beyond 64 bits, an odd object: show those as text
+        plain = [_plain(v) for v in values]
     return [_preview(v) for v in plain]
 
 
+def _plain(value: Any) -> Any:
+    try:
+        return orjson.loads(orjson.dumps(value, default=json_default))
+    except TypeError:
+        return repr(value)
+
+
 def _message(rule: Rule, outcome: Outcome, k: int) -> str:
-    return outcome.messages[k] if outcome.messages is not None else rule.describe(outcome.values[k])
+    message = outcome.messages[k]
+    return message if message is not None else rule.describe(outcome.values[k])
 
 
-def split(batch: Batch, evaluated: Evaluated) -> tuple[list[dict[str, Any]], list[Rejected]]:
-    """Records failing any fail-severity rule are quarantined, with every issue they have
-    (warnings included); the others go on. `mostly` does not save a failing record."""
-    invalid: set[int] = set()
-    for rule, outcome in evaluated:
-        if rule.severity == FAIL and not rule.batch_level:
-            invalid.update(outcome.indices)
-    if not invalid:
-        return batch.records, []
-    reasons: dict[int, list[dict[str, Any]]] = {i: [] for i in sorted(invalid)}
-    for rule, outcome in evaluated:
-        for k, index, value in zip(count(), outcome.indices, outcome.values):
-            bucket = reasons.get(index)
-            if bucket is not None:
-                bucket.append({
-                    "rule": rule.name, "field": rule.field, "value": value,
-                    "message": _message(rule, outcome, k), "severity": rule.severity,
-                })
-    keep = bytearray(b"\x01") * batch.size
-    for index in invalid:
+def split(raw: list[Any], run: Run) -> tuple[list[dict[str, Any]], list[Rejected]]:
+    """Records failing any fail-severity rule are quarantined as they came, with every
+    issue they have (warnings included); the others go on, canonical."""
+    if not run.invalid:
+        return run.records, []  # type: ignore[return-value]  # no None: all are objects
+    reasons: dict[int, list[dict[str, Any]]] = {i: [] for i in sorted(run.invalid)}
+    for failure in run.failures:
+        bucket = reasons.get(failure[1])
+        if bucket is not None:
+            rule = run.rules[failure[0]]
+            value = failure[2]
+            bucket.append({
+                "rule": rule.name, "field": rule.field, "value": value,
+                "message": failure[3] if len(failure) > 3 else rule.describe(value),
+                "severity": rule.severity,
+            })
+    keep = bytearray(b"\x01") * len(run.records)
+    for index in run.invalid:
         keep[index] = 0
-    valid = list(compress(batch.records, keep))
-    return valid, [Rejected(i, batch.raw[i], found) for i, found in reasons.items()]
+    valid = list(compress(run.records, keep))
+    return valid, [Rejected(i, raw[i], found) for i, found in reasons.items()]  # type: ignore[misc]
 
 
 def rule_report(rule: Rule, outcome: Outcome, size: int) -> dict[str, Any]:
     unexpected = len(outcome.indices)
-    success = not outcome.batch_failed if rule.batch_level else rule.passes(unexpected, size)
+    success = (not outcome.batch_failed if rule.batch_level
+               else rule.passes(unexpected, size))
     report: dict[str, Any] = {
         "rule": rule.name, **rule.args,
         "severity": rule.severity, "mostly": rule.mostly, "origin": rule.origin,
@@ -106,10 +149,10 @@ def failure_cases(evaluated: Evaluated) -> list[dict[str, Any]]:
     return cases
 
 
-def summarise(batch: Batch, evaluated: Evaluated, valid_count: int, invalid_count: int,
+def summarise(evaluated: Evaluated, size: int, valid_count: int, invalid_count: int,
               on_invalid: str) -> dict[str, Any]:
     """The stage result: the seed's fields first, then counts, statistics and rules."""
-    reports = [rule_report(rule, outcome, batch.size) for rule, outcome in evaluated]
+    reports = [rule_report(rule, outcome, size) for rule, outcome in evaluated]
     passed = all(r["success"] for r in reports if r["severity"] == FAIL)
     by_severity = dict.fromkeys(SEVERITIES, 0)
     for rule, outcome in evaluated:
@@ -122,13 +165,13 @@ def summarise(batch: Batch, evaluated: Evaluated, valid_count: int, invalid_coun
         "validated_at": utc_timestamp(),
         "validation_passed": passed,
         "issues_found": sum(by_severity.values()),
-        "records_count": batch.size,
+        "records_count": size,
         "valid_count": valid_count,
         "invalid_count": invalid_count,
         "on_invalid": on_invalid,
         "batch_rejected": on_invalid == REJECT_BATCH and not passed,
         "issues_by_severity": by_severity,
-        "element_count": batch.size,
+        "element_count": size,
         "statistics": {
             "evaluated_expectations": len(reports),
             "successful_expectations": successful,

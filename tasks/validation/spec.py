@@ -1,5 +1,5 @@
-"""Reading `validation_rules`: policies, severities and one rule's arguments, with errors
-that say where the problem is and what form was expected (they become the API's 422)."""
+"""Reading `validation_rules`: severities and one rule's arguments, with errors that say
+where the problem is and what form was expected (they become the API's 422)."""
 
 from __future__ import annotations
 
@@ -25,18 +25,6 @@ class RuleSpecError(ValueError):
     def __init__(self, message: str, details: Mapping[str, Any]) -> None:
         super().__init__(message)
         self.details = dict(details)
-
-
-def on_invalid_policy(rules: Mapping[str, Any] | None) -> str:
-    """The batch's policy for invalid records: quarantine (default) or reject_batch."""
-    policy = (rules or {}).get("on_invalid", QUARANTINE)
-    if policy not in ON_INVALID:
-        raise RuleSpecError(
-            f"validation_rules.on_invalid must be one of {', '.join(ON_INVALID)}, "
-            f"not {policy!r}",
-            {"field": "validation_rules.on_invalid", "allowed": list(ON_INVALID)},
-        )
-    return policy
 
 
 def _is_number(value: Any) -> bool:
@@ -77,7 +65,8 @@ class RuleArgs:
         value = self.get(key)
         if value is None and not required:
             return None
-        if not isinstance(value, str) or not value:
+        # Exactly str: names are written into generated code as literals.
+        if value.__class__ is not str or not value:
             raise self.error("must be a field name (a non-empty string)", key)
         return value
 
@@ -89,7 +78,7 @@ class RuleArgs:
             return [self.field()]  # type: ignore[list-item]
         value = self.get("fields")
         if (not isinstance(value, list) or not value
-                or not all(isinstance(v, str) and v for v in value)):
+                or not all(v.__class__ is str and v for v in value)):
             raise self.error("must be a non-empty list of field names", "fields")
         if len(set(value)) != len(value):
             raise self.error("names a field twice", "fields")

@@ -384,7 +384,8 @@ def test_linkedin_bad_rows_are_refused_with_the_reason() -> None:
         {"dateRange": {"start": {"year": 2025, "month": 13, "day": 1}}},
     ]
     assert refusals({"records": rows}, "linkedin_ads", "campaign_performance") == [
-        "linkedin_ads: expected a LinkedIn URN like urn:li:sponsoredCampaign:123, got '123'",
+        "linkedin_ads: pivotValues[0]: expected a LinkedIn URN like "
+        "urn:li:sponsoredCampaign:123, got '123'",
         "linkedin_ads: dateRange.start must be {year, month, day}, got "
         "{'year': 2025, 'month': 13, 'day': 1}",
     ]

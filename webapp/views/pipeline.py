@@ -20,6 +20,7 @@ from tasks.ingestion.adapters import (
 )
 from tasks.ingestion.core import count_rows
 from tasks.ingestion.files import FileFormatError, iter_file_records
+from tasks.processing.options import ProcessingOptionError, check_processing_options
 from tasks.storage import db
 from tasks.storage.core import StorageOptionError, check_options
 from tasks.submit import IdempotencyConflict, TooManyRecords, accept, accept_chunks
@@ -79,9 +80,11 @@ def check_request(body: dict[str, Any], stages: tuple[str, ...]) -> int:
     try:
         if "validate" in stages:
             compile_rules(data_type, body.get("validation_rules"))
+        if "process" in stages:
+            check_processing_options(data_type, body.get("processing_options"))
         if "store" in stages:
             check_options(data_type, body.get("storage_options"))
-    except (RuleSpecError, StorageOptionError) as exc:
+    except (RuleSpecError, StorageOptionError, ProcessingOptionError) as exc:
         raise ApiError(422, str(exc), details=exc.details) from None
     return count
 

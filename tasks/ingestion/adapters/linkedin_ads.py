@@ -91,8 +91,11 @@ def _put_pivots(out: dict[str, Any], pivots: Any) -> None:
     if not isinstance(pivots, list):
         raise ValueError(f"pivotValues must be a list of URNs, got {pivots!r}")
     unmapped = False
-    for urn in pivots:
-        kind, ident = parse_urn(urn)
+    for position, urn in enumerate(pivots):
+        try:
+            kind, ident = parse_urn(urn)
+        except ValueError as exc:
+            raise ValueError(f"pivotValues[{position}]: {exc}") from None
         field = _URN_FIELDS.get(kind)
         if field is None:
             unmapped = True

@@ -1,0 +1,133 @@
+"""Progress of a running stage: on the job row, where GET /api/v1/jobs/<id> shows it as
+`progress`, and as the Celery custom state PROGRESS, which Flower shows.
+
+The runner writes it when a stage starts (records_total known) and when it ends. In between,
+a stage core that works in chunks calls `report(records_done)` after each chunk: a no-op
+outside a running stage, so a core stays a plain function callable from anywhere.
+
+    from tasks import progress
+    for start in range(0, len(records), CHUNK):
+        ...
+        progress.report(start + CHUNK)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from tasks.storage import db, jobs
+
+log = logging.getLogger(__name__)
+
+PROGRESS_STATE = "PROGRESS"
+PROGRESS_EVENT = "task-progress"  # Flower turns a task-<x> event into the state <X>
+# Per-chunk reports closer together than this are not written (the row is locked to write).
+MIN_INTERVAL_SECONDS = 0.5
+
+_current: ContextVar[Tracker | None] = ContextVar("pipeline_progress", default=None)
+
+
+def snapshot(stage: str, done: int, total: int | None) -> dict[str, Any]:
+    return {"stage": stage, "records_done": done, "records_total": total}
+
+
+def input_size(job: dict[str, Any], payload: Any) -> int:
+    """Records a stage takes in: its list's length, or for a platform's native response
+    the count made when the batch was accepted."""
+    return len(payload) if isinstance(payload, list) else int(job["records_count"])
+
+
+def at_start(conn: Connection, job: dict[str, Any] | None, stage: str, payload: Any) -> None:
+    """In the claim's transaction: 0 of records_total done."""
+    if job is not None:
+        jobs.set_progress(conn, job["id"], snapshot(stage, 0, input_size(job, payload)))
+
+
+def at_end(conn: Connection, job_id: str, stage: str, records_in: int) -> None:
+    """In the transaction that finishes the stage: all of its records done."""
+    jobs.set_progress(conn, job_id, snapshot(stage, records_in, records_in))
+
+
+def report(records_done: int, records_total: int | None = None) -> None:
+    """Called by a core after each chunk; does nothing outside a running stage."""
+    tracker = _current.get()
+    if tracker is not None:
+        tracker.update(records_done, records_total)
+
+
+def _celery_task() -> Any:
+    """The Celery task running in this thread, if any (so a stage run outside a worker still
+    reports to the job row)."""
+    try:
+        from celery import current_task
+    except ImportError:  # pragma: no cover - celery is a runtime dependency
+        return None
+    task = current_task._get_current_object() if current_task else None
+    if task is None or task.request.called_directly or not task.request.id:
+        return None
+    return task
+
+
+class Tracker:
+    """The progress of one attempt of one stage; a context manager that makes it the target of
+    `report` and publishes the start and end to Celery."""
+
+    def __init__(self, job_id: str, stage: str, attempt: int, total: int | None,
+                 min_interval: float | None = None) -> None:
+        self.job_id, self.stage, self.attempt = job_id, stage, attempt
+        self.total = total
+        self.done = 0
+        self.min_interval = MIN_INTERVAL_SECONDS if min_interval is None else min_interval
+        self._last_write = 0.0
+        self._lock = threading.Lock()
+        self._task = _celery_task()
+        self._token: Any = None
+
+    def __enter__(self) -> Tracker:
+        self._token = _current.set(self)
+        self._publish(snapshot(self.stage, 0, self.total))
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        _current.reset(self._token)
+        if exc_type is None:
+            self._publish(snapshot(self.stage, self.total or self.done, self.total))
+
+    def update(self, records_done: int, records_total: int | None = None) -> None:
+        with self._lock:
+            self.done = records_done
+            if records_total is not None:
+                self.total = records_total
+            now = time.monotonic()
+            if now - self._last_write < self.min_interval:
+                return
+            self._last_write = now
+        progress = snapshot(self.stage, records_done, self.total)
+        try:
+            # A short transaction of its own: the stage's own transaction is uncommitted.
+            with db.get_engine().begin() as conn:
+                jobs.heartbeat(conn, self.job_id, self.stage, self.attempt, progress=progress)
+        except Exception:  # progress is advisory: never fail a stage for it
+            log.warning("job %s: progress not recorded", self.job_id, exc_info=True)
+        self._publish(progress)
+
+    def _publish(self, progress: dict[str, Any]) -> None:
+        """The PROGRESS state: an event for Flower, and the result backend when there is one."""
+        task = self._task
+        if task is None:
+            return
+        meta = {"job_id": self.job_id, **progress}
+        try:
+            if task.app.conf.worker_send_task_events and task.request.hostname:
+                task.send_event(PROGRESS_EVENT, retry=False, **meta)
+            if not task.ignore_result and task.app.conf.result_backend:
+                task.update_state(state=PROGRESS_STATE, meta=meta)
+        except Exception:  # a broker hiccup must not fail the stage
+            log.warning("job %s: progress not published to Celery", self.job_id,
+                        exc_info=True)

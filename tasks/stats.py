@@ -1,0 +1,126 @@
+"""Stage statistics for /metrics: runs, records in and out, and durations by stage.
+
+Stages run in worker processes the API cannot see, so the runner adds each finished stage
+to a small table in the same transaction that records the stage: the counts are exact,
+survive restarts (Prometheus counters that never go back), and a stage redone after a
+crash is counted once per attempt that committed. One row per (stage, data type, outcome,
+duration bucket), so a finish touches one row and the table stays a few hundred rows.
+
+The table is created with CREATE TABLE IF NOT EXISTS by `ensure_table` (called by the app
+factory); it holds only derived numbers and may be dropped at any time to reset them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+TABLE = "pipeline_stage_stats"
+# Upper bounds (seconds) of the duration histogram; the last bucket is +Inf.
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                    600.0, 1800.0)
+SUCCEEDED, FAILED = "succeeded", "failed"
+_warned = False
+
+_CREATE = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    stage text NOT NULL,
+    data_type text NOT NULL,
+    outcome text NOT NULL,
+    bucket smallint NOT NULL,
+    runs bigint NOT NULL DEFAULT 0,
+    records_in bigint NOT NULL DEFAULT 0,
+    records_out bigint NOT NULL DEFAULT 0,
+    seconds double precision NOT NULL DEFAULT 0,
+    PRIMARY KEY (stage, data_type, outcome, bucket)
+)
+"""
+_ADD = text(f"""
+INSERT INTO {TABLE} AS s (stage, data_type, outcome, bucket, runs, records_in, records_out,
+                          seconds)
+VALUES (:stage, :data_type, :outcome, :bucket, 1, :records_in, :records_out, :seconds)
+ON CONFLICT (stage, data_type, outcome, bucket) DO UPDATE SET
+    runs = s.runs + 1,
+    records_in = s.records_in + EXCLUDED.records_in,
+    records_out = s.records_out + EXCLUDED.records_out,
+    seconds = s.seconds + EXCLUDED.seconds
+""")
+
+
+def ensure_table(engine: Engine) -> bool:
+    """Create the table if missing; False (logged) when that is not possible, e.g. a
+    database user without CREATE: stages then run as usual, uncounted."""
+    try:
+        with engine.begin() as conn:
+            # Two processes starting at once may race on IF NOT EXISTS: serialise them.
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": TABLE})
+            conn.exec_driver_sql(_CREATE)
+    except Exception:
+        log.warning("%s could not be created: stage metrics are off", TABLE, exc_info=True)
+        return False
+    return True
+
+
+def bucket_of(seconds: float) -> int:
+    """Index of the first bucket whose bound is >= seconds (len(DURATION_BUCKETS) is +Inf)."""
+    return bisect.bisect_left(DURATION_BUCKETS, seconds)
+
+
+def record(conn: Connection, *, stage: str, data_type: str, outcome: str, records_in: int,
+           records_out: int, seconds: float) -> None:
+    """Add one finished stage, inside the caller's transaction.
+
+    In a savepoint: a missing table or any other error here is logged and leaves the
+    stage's own transaction intact, since metrics must never fail a job.
+    """
+    try:
+        with conn.begin_nested():
+            conn.execute(_ADD, {
+                "stage": stage, "data_type": data_type, "outcome": outcome,
+                "bucket": bucket_of(seconds), "records_in": records_in,
+                "records_out": records_out, "seconds": max(0.0, seconds),
+            })
+    except Exception:
+        global _warned
+        if not _warned:  # once per process: a missing table would say so on every stage
+            log.warning("stage statistics not recorded", exc_info=True)
+            _warned = True
+
+
+@dataclass
+class StageStats:
+    """Totals of one (stage, data type, outcome), with cumulative bucket counts."""
+
+    runs: int = 0
+    records_in: int = 0
+    records_out: int = 0
+    seconds: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+
+
+def read(conn: Connection) -> dict[tuple[str, str, str], StageStats]:
+    """Every (stage, data type, outcome) with its totals; {} when the table does not exist."""
+    exists = conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": TABLE}).scalar()
+    if not exists:
+        return {}
+    out: dict[tuple[str, str, str], StageStats] = {}
+    rows = conn.execute(text(
+        f"SELECT stage, data_type, outcome, bucket, runs, records_in, records_out, seconds "
+        f"FROM {TABLE}")).all()
+    for row in rows:
+        stats = out.setdefault((row.stage, row.data_type, row.outcome), StageStats())
+        stats.runs += row.runs
+        stats.records_in += row.records_in
+        stats.records_out += row.records_out
+        stats.seconds += row.seconds
+        stats.buckets[min(row.bucket, len(DURATION_BUCKETS))] += row.runs
+    for stats in out.values():
+        for i in range(1, len(stats.buckets)):  # cumulative, as Prometheus buckets are
+            stats.buckets[i] += stats.buckets[i - 1]
+    return out

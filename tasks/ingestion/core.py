@@ -24,11 +24,15 @@ def ingest(
     source: str | None,
     data_type: str,
     options: Mapping[str, Any] | None = None,
+    *,
+    coerce: bool = True,
 ) -> StageOutput:
     """Map every native row to a canonical record with canonical Python types.
 
     A row that is not an object, or that the adapter cannot map, is refused with its
     reason; values that cannot be converted stay as they came, for validation to report.
+    `coerce=False` leaves the type conversion to the validate stage, which does it anyway
+    (the pipeline's ingest step skips it: it would be done twice).
     """
     options = options or {}
     declaration = get_data_type(data_type)
@@ -54,8 +58,9 @@ def ingest(
             continue
         if source and not canonical.get("source"):
             canonical["source"] = source
-        record, _errors = coerce_record(canonical, declaration)
-        records.append(record)
+        if coerce:
+            canonical, _errors = coerce_record(canonical, declaration)
+        records.append(canonical)
     return StageOutput(
         records=records,
         rejected=rejected,

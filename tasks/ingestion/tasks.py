@@ -16,8 +16,10 @@ def ingest_step(conn: Connection, job: dict[str, Any], payload: Any) -> StageOut
     # The raw batch is stored as its records in chunks, or as the platform's whole response.
     if job["options"].get("raw_format", "records") == "records":
         payload = {"records": payload}
+    # The validate stage after this one converts types; doing it here too is waste.
+    coerce = "validate" not in [s["name"] for s in job["stages"]]
     return ingest(payload, job["source"], job["data_type"],
-                  job["options"].get("ingestion_options"))
+                  job["options"].get("ingestion_options"), coerce=coerce)
 
 
 @shared_task(name="ingestion.ingest", **STAGE_TASK_OPTIONS)

@@ -49,11 +49,15 @@ def store(
     *,
     job_id: str,
     accepted_at: datetime | None = None,
+    canonical: bool = False,
 ) -> StageOutput:
+    """Upsert `records`; with `canonical` (the output of our own process stage, whose
+    values are already of the columns' types) they go to COPY as they are, else each is
+    converted first and one that cannot be is quarantined."""
     opts = check_options(data_type, options)
-    clean: list[dict[str, Any]] = []
+    clean: list[dict[str, Any]] = records if canonical else []
     rejected: list[Rejected] = []
-    for index, raw in enumerate(records):
+    for index, raw in enumerate(() if canonical else records):
         record, errors = coerce_record(raw, data_type)
         if errors:
             rejected.append(Rejected(index, raw, [

@@ -20,8 +20,8 @@ RAW = "raw"
 DEFAULT_CHUNK = 20_000
 
 
-def encode(records: Sequence[Any]) -> bytes:
-    return orjson.dumps(records, default=json_default)
+def encode(records: Sequence[Any]) -> str:
+    return orjson.dumps(records, default=json_default).decode()
 
 
 def save(
@@ -46,14 +46,14 @@ def save(
         seq += 1
     if not rows:  # an empty output is still an output: the next stage must find it
         rows.append({"job_id": job_id, "name": name, "seq": seq, "record_count": 0,
-                     "body": b"[]"})
+                     "body": "[]"})
         seq += 1
     conn.execute(insert(payloads_table), rows)
     return seq
 
 
 def save_encoded(conn: Connection, job_id: str, name: str, seq: int, count: int,
-                 body: bytes) -> None:
+                 body: str) -> None:
     """Store one chunk that is already JSON (a streamed upload)."""
     conn.execute(insert(payloads_table).values(
         job_id=job_id, name=name, seq=seq, record_count=count, body=body))

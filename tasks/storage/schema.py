@@ -23,7 +23,6 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     Numeric,
     Table,
@@ -101,7 +100,9 @@ payloads_table = Table(
     Column("name", Text, primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("record_count", Integer, nullable=False),
-    Column("body", LargeBinary, nullable=False),
+    # JSON text: cheaper to write and read than bytea (no hex escaping); lz4-compressed
+    # where the server has lz4, else stored uncompressed (migration 0005).
+    Column("body", Text, nullable=False),
 )
 
 # Quarantine: every record a stage refused, with its reasons and the record as it came.

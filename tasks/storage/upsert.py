@@ -14,15 +14,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 import orjson
 from psycopg2 import sql
 from sqlalchemy.engine import Connection
 
-from tasks.coerce import json_default
+from tasks.coerce import json_default, to_date
 from tasks.datatypes import (
     BOOLEAN,
     DATE,
@@ -42,25 +41,21 @@ PG_TYPES = {
 }
 
 
-def _copy_value(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, dict | list):
-        return orjson.dumps(value, default=json_default).decode()
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
-def _copy_text(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> io.StringIO:
+def _copy_rows(records: Sequence[dict[str, Any]], columns: Sequence[str],
+               json_columns: Sequence[int]) -> io.StringIO:
+    """The batch as COPY csv text. csv writes None as an empty unquoted field (NULL) and
+    other values with str(): right for text, numbers, Decimal, date, datetime and bool
+    (PostgreSQL reads True/False); only JSON values need encoding."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for seq, record in enumerate(records):
-        writer.writerow([seq, *(_copy_value(record.get(c)) for c in columns)])
+        get = record.get
+        row = [seq, *[get(c) for c in columns]]
+        for i in json_columns:
+            value = row[i]
+            if value is not None:
+                row[i] = orjson.dumps(value, default=json_default).decode()
+        writer.writerow(row)
     buffer.seek(0)
     return buffer
 
@@ -84,7 +79,8 @@ def upsert(
     if not records:
         return {"inserted": 0, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
     if data_type.date_column:
-        ensure_partitions(conn, data_type, (r.get(data_type.date_column) for r in records))
+        column = data_type.date_column  # canonical records may carry it as ISO text
+        ensure_partitions(conn, data_type, (to_date(r.get(column)) for r in records))
     lineage = set(LINEAGE_COLUMNS)
     columns = [c for c in data_type.all_columns if c not in lineage]
     kinds = data_type.all_columns
@@ -106,7 +102,8 @@ def upsert(
             sql.SQL("COPY {} (_seq, {}) FROM STDIN WITH (FORMAT csv)").format(
                 temp, sql.SQL(", ").join(col_ids)
             ).as_string(cursor),
-            _copy_text(records, columns),
+            _copy_rows(records, columns,
+                       [i + 1 for i, c in enumerate(columns) if kinds[c] == JSON]),
         )
         if update_existing:
             updatable = [c for c in columns if c not in data_type.natural_key]

@@ -91,6 +91,7 @@ def make_celery(settings: Settings, task_cls: str | type = "celery.app.task:Task
 @worker_process_init.connect
 def _fresh_connections_per_child(**_: object) -> None:
     db.dispose_after_fork()
+    db.use_without_ping()
 
 
 STAGE_OF_TASK = {name: stage for stage, name in TASK_NAMES.items()}

@@ -49,11 +49,6 @@ def at_start(conn: Connection, job: dict[str, Any] | None, stage: str, payload: 
         jobs.set_progress(conn, job["id"], snapshot(stage, 0, input_size(job, payload)))
 
 
-def at_end(conn: Connection, job_id: str, stage: str, records_in: int) -> None:
-    """In the transaction that finishes the stage: all of its records done."""
-    jobs.set_progress(conn, job_id, snapshot(stage, records_in, records_in))
-
-
 def report(records_done: int, records_total: int | None = None) -> None:
     """Called by a core after each chunk; does nothing outside a running stage."""
     tracker = _current.get()

@@ -132,24 +132,14 @@ def run_stage(
                     payloads.save(conn, job_id, stage_name, output.records,
                                   replace=attempt > 1)
                 quarantine.save(conn, job_id, stage_name, output.rejected)
+                records_out = (len(output.records) if output.records_out is None
+                               else output.records_out)
                 jobs.finish_stage(
                     conn, current, stage_name, records_in=output.records_in,
-                    records_out=(
-                        len(output.records) if output.records_out is None
-                        else output.records_out
-                    ),
-                    result=output.result,
+                    records_out=records_out, result=output.result,
                     job_result=_pipeline_result(current, output) if is_last else None,
-                )
-                progress.at_end(conn, job_id, stage_name, output.records_in)
-                stats.record(
-                    conn, stage=stage_name, data_type=job["data_type"], outcome=stats.SUCCEEDED,
-                    records_in=output.records_in,
-                    records_out=(
-                        len(output.records) if output.records_out is None
-                        else output.records_out
-                    ),
-                    seconds=time.perf_counter() - started,
+                    progress=progress.snapshot(stage_name, output.records_in,
+                                               output.records_in),
                 )
                 if is_last:
                     # Intermediate outputs are no longer needed; the raw batch stays for replay.
@@ -164,10 +154,15 @@ def run_stage(
             quarantine.save(conn, job_id, stage_name, failure.rejected)
             jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
                       failure.details, failure.result)
-            stats.record(conn, stage=stage_name, data_type=job["data_type"],
-                         outcome=stats.FAILED, records_in=progress.input_size(job, payload),
-                         records_out=0, seconds=time.perf_counter() - started)
+        stats.record_after(engine, stage=stage_name, data_type=job["data_type"],
+                           outcome=stats.FAILED, records_in=progress.input_size(job, payload),
+                           records_out=0, seconds=time.perf_counter() - started)
         return {"job_id": job_id, "stage": stage_name, "failed": failure.code}
+    # After the commit, in a short transaction of its own: counters must never hold up
+    # (or fail) the stage, and a hot counter row is then locked only for an instant.
+    stats.record_after(engine, stage=stage_name, data_type=job["data_type"],
+                       outcome=stats.SUCCEEDED, records_in=output.records_in,
+                       records_out=records_out, seconds=time.perf_counter() - started)
     log.info("job %s: stage %s succeeded", job_id, stage_name)
     return {"job_id": job_id, "stage": stage_name, "records_out": len(output.records)}
 

@@ -93,6 +93,21 @@ def record(conn: Connection, *, stage: str, data_type: str, outcome: str, record
             _warned = True
 
 
+def record_after(engine: Engine, **counts: object) -> None:
+    """`record` in a short transaction of its own, after the stage committed; an error
+    is logged (metrics must never fail a job)."""
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            conn.execute(_ADD, {**counts, "bucket": bucket_of(float(counts["seconds"])),
+                                "seconds": max(0.0, float(counts["seconds"]))})
+    except Exception:
+        global _warned
+        if not _warned:
+            log.warning("stage statistics not recorded", exc_info=True)
+            _warned = True
+
+
 @dataclass
 class StageStats:
     """Totals of one (stage, data type, outcome), with cumulative bucket counts."""

@@ -19,6 +19,13 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 PENDING = "pending"
 FINISHED = (SUCCEEDED, FAILED)
+# NOTIFY channel: the job id is sent when a job finishes (see webapp/job_events.py).
+JOB_DONE_CHANNEL = "pipeline_job_done"
+
+
+def notify_done(conn: Connection, job_id: str) -> None:
+    """Tell listeners the job finished; delivered when this transaction commits."""
+    conn.execute(select(func.pg_notify(JOB_DONE_CHANNEL, job_id)))
 
 
 def utcnow() -> datetime:
@@ -166,6 +173,7 @@ def finish_stage(
     records_out: int,
     result: dict[str, Any],
     job_result: dict[str, Any] | None = None,
+    progress: dict[str, Any] | None = None,
 ) -> bool:
     """Record a stage's success; returns True when it was the job's last stage."""
     now = utcnow()
@@ -175,10 +183,12 @@ def finish_stage(
         finished_at=isoformat(now), result=result,
     )
     last = job["stages"][-1]["name"] == stage_name
-    values: dict[str, Any] = {"stages": job["stages"], "updated_at": now, "progress": None}
+    values: dict[str, Any] = {"stages": job["stages"], "updated_at": now, "progress": progress}
     if last:
         values.update(status=SUCCEEDED, finished_at=now, result=job_result or result)
     conn.execute(update(jobs_table).where(jobs_table.c.id == job["id"]).values(**values))
+    if last:
+        notify_done(conn, job["id"])
     return last
 
 
@@ -205,6 +215,7 @@ def fail(
         error={"code": code, "message": message, "details": details},
         result=result,
     ))
+    notify_done(conn, job_id)
 
 
 def set_progress(conn: Connection, job_id: str, progress: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from tasks.storage import db, jobs, quarantine
 from tasks.submit import NothingToReplay, replay
 from webapp.auth import require_api_key
 from webapp.errors import ApiError
+from webapp.job_events import RECHECK_SECONDS, watcher_for
 from webapp.jsonio import load_body
 from webapp.schemas import ReplayRequest
 
@@ -19,7 +20,6 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 bp.before_request(require_api_key)
 
 MAX_WAIT_SECONDS = 30.0
-POLL_FAST, POLL_SLOW = 0.005, 0.1
 MAX_PAGE = 1000
 
 
@@ -57,16 +57,19 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
     """The job; with ?wait=SECONDS, hold the request until it finishes or the time is up."""
     job_id = _job_id(job_id)
     wait = _query_number("wait", 0.0, 0.0, MAX_WAIT_SECONDS)
+    if wait <= 0:
+        return {"success": True, **jobs.to_public(_load(job_id))}
     deadline = time.monotonic() + wait
-    job = _load(job_id)
-    polls = 0
-    while job["status"] not in jobs.FINISHED and time.monotonic() < deadline:
-        # A primary-key read every 5 ms for the first second (short jobs end within it),
-        # then every 100 ms.
-        delay = POLL_FAST if polls < 200 else POLL_SLOW
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        polls += 1
+    # Registered before the first read, so a job finishing in between still wakes us.
+    with watcher_for(db.get_engine()).watch(job_id) as finished:
         job = _load(job_id)
+        while job["status"] not in jobs.FINISHED:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            finished.wait(min(remaining, RECHECK_SECONDS))
+            finished.clear()
+            job = _load(job_id)
     return {"success": True, **jobs.to_public(job)}
 
 

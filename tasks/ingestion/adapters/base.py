@@ -69,13 +69,15 @@ class PlatformAdapter:
     """A platform source: `{"records": [...]}` or the platform's whole response.
 
     Subclasses set `name`, `data_types`, `native_shape` (for the error message) and
-    implement `native_rows` (the row list of a response, or None if `data` is not one)
-    and `to_canonical`.
+    `native_keys`, and implement `native_rows` (the row list of a response, or None if
+    `data` is not one) and `from_native` (one native row as canonical field names).
     """
 
     name: str
     data_types: frozenset[str]
     native_shape: str
+    # Field names only the platform's own rows carry (a row without any is canonical).
+    native_keys: frozenset[str] = frozenset()
     # Option keys whose values fill a canonical field the row does not carry.
     default_fields: tuple[str, ...] = ("account_id", "currency")
 
@@ -97,7 +99,27 @@ class PlatformAdapter:
     def to_canonical(
         self, row: Mapping[str, Any], data_type: str, options: Mapping[str, Any]
     ) -> dict[str, Any]:
+        """A native row through `from_native`, a canonical one (as in the seed's examples)
+        through `from_canonical`; then the option defaults for fields still missing."""
+        if self.is_native(row):
+            out = self.from_native(row, data_type, options)
+        else:
+            out = self.from_canonical(row)
+        if options:
+            self.fill_defaults(out, options)
+        return out
+
+    def is_native(self, row: Mapping[str, Any]) -> bool:
+        """Whether the row carries any of the platform's own field names."""
+        return not self.native_keys.isdisjoint(row)
+
+    def from_native(
+        self, row: Mapping[str, Any], data_type: str, options: Mapping[str, Any]
+    ) -> dict[str, Any]:
         raise NotImplementedError
+
+    def from_canonical(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(row)
 
     def fill_defaults(self, out: dict[str, Any], options: Mapping[str, Any]) -> None:
         """Account, currency etc. given once in the ingestion options, for rows without them."""

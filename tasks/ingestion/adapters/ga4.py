@@ -39,6 +39,7 @@ class GA4Adapter(PlatformAdapter):
     data_types = frozenset({"web_analytics"})
     native_shape = ('a runReport response {"dimensionHeaders", "metricHeaders", "rows"} or '
                     'a batchRunReports response {"reports": [...]}')
+    native_keys = _NATIVE_KEYS
     default_fields = ("property_id", "currency")
 
     def native_rows(self, data: Any) -> Iterable[Any] | None:
@@ -51,21 +52,16 @@ class GA4Adapter(PlatformAdapter):
             return ChainedRows([ReportRows(report) for report in reports])
         return None
 
-    def to_canonical(
+    def from_native(
         self, row: Mapping[str, Any], data_type: str, options: Mapping[str, Any]
     ) -> dict[str, Any]:
-        if _NATIVE_KEYS.isdisjoint(row):
-            out = dict(row)
-        else:
-            if any(key in row for key in _POSITIONAL):
-                raise ValueError("a report row's values do not match the report's dimension "
-                                 "and metric headers (positional rows need the whole "
-                                 "runReport response)")
-            out = {_RENAMES.get(key, key): value for key, value in row.items()}
-            if "conversions" not in out and "keyEvents" in out:
-                out["conversions"] = out.pop("keyEvents")
-        if options:
-            self.fill_defaults(out, options)
+        if any(key in row for key in _POSITIONAL):
+            raise ValueError("a report row's values do not match the report's dimension "
+                             "and metric headers (positional rows need the whole "
+                             "runReport response)")
+        out = {_RENAMES.get(key, key): value for key, value in row.items()}
+        if "conversions" not in out and "keyEvents" in out:
+            out["conversions"] = out.pop("keyEvents")
         return out
 
 

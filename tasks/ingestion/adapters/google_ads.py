@@ -97,6 +97,7 @@ class GoogleAdsAdapter(PlatformAdapter):
     data_types = frozenset({"campaign_performance", "ad_performance", "audience"})
     native_shape = ('a searchStream response [{"results": [...]}, ...] or a search '
                     'response {"results": [...]}')
+    native_keys = _NATIVE_KEYS
 
     def native_rows(self, data: Any) -> Iterable[Any] | None:
         if isinstance(data, list):
@@ -119,35 +120,30 @@ class GoogleAdsAdapter(PlatformAdapter):
                 return []  # a search page with no rows omits `results`
         return None
 
-    def to_canonical(
+    def from_native(
         self, row: Mapping[str, Any], data_type: str, options: Mapping[str, Any]
     ) -> dict[str, Any]:
-        if _NATIVE_KEYS.isdisjoint(row):
-            out = dict(row)
-        else:
-            audience = data_type == "audience"
-            tree = _AUDIENCE_TREE if audience else _TREE
-            paths = _AUDIENCE_PATHS if audience else _PATHS
-            out = {}
-            for key, value in row.items():
-                node = tree.get(key)
-                if node is not None and isinstance(value, dict | Mapping):
-                    _unpack(value, key + ".", node, out)
+        audience = data_type == "audience"
+        tree = _AUDIENCE_TREE if audience else _TREE
+        paths = _AUDIENCE_PATHS if audience else _PATHS
+        out = {}
+        for key, value in row.items():
+            node = tree.get(key)
+            if node is not None and isinstance(value, dict | Mapping):
+                _unpack(value, key + ".", node, out)
+            else:
+                # Flat dotted names (`metrics.cost_micros`) map like nested ones.
+                target = paths.get(key)
+                if target is not None:
+                    out[target] = value
+                elif key in _MICROS_PATHS:
+                    out[_MICROS_PATHS[key]] = micros_to_money(value, key)
                 else:
-                    # Flat dotted names (`metrics.cost_micros`) map like nested ones.
-                    target = paths.get(key)
-                    if target is not None:
-                        out[target] = value
-                    elif key in _MICROS_PATHS:
-                        out[_MICROS_PATHS[key]] = micros_to_money(value, key)
-                    else:
-                        out[key] = value
-            if out.get("account_id") is None:
-                account = _account_from_resource_names(out)
-                if account is not None:
-                    out["account_id"] = account
-        if options:
-            self.fill_defaults(out, options)
+                    out[key] = value
+        if out.get("account_id") is None:
+            account = _account_from_resource_names(out)
+            if account is not None:
+                out["account_id"] = account
         return out
 
 

@@ -55,35 +55,31 @@ class HubSpotAdapter(PlatformAdapter):
     name = "hubspot"
     data_types = frozenset({"crm_contacts", "crm_deals"})
     native_shape = 'a CRM v3 objects response {"results": [...]}'
+    native_keys = _NATIVE_KEYS
     default_fields = ("currency",)
 
     def native_rows(self, data: Any) -> Iterable[Any] | None:
         return list_under(data, "results")
 
-    def to_canonical(
+    def from_native(
         self, row: Mapping[str, Any], data_type: str, options: Mapping[str, Any]
     ) -> dict[str, Any]:
-        if _NATIVE_KEYS.isdisjoint(row):
-            out = dict(row)
-        else:
-            names = _NAMES[data_type]
-            object_timestamps = _OBJECT_TIMESTAMPS[data_type]
-            out = {}
-            timestamps: dict[str, Any] = {}
-            for key, value in row.items():
-                if key == "properties" and isinstance(value, Mapping):
-                    for name, item in value.items():
-                        out[names.get(name, name)] = item
-                elif key in object_timestamps:
-                    timestamps[key] = value
-                else:
-                    out[names.get(key, key)] = value
-            for key, value in timestamps.items():
-                field = object_timestamps[key]
-                if out.get(field) is None:
-                    out[field] = value
-                else:
-                    out[key] = value
-        if options:
-            self.fill_defaults(out, options)
+        names = _NAMES[data_type]
+        object_timestamps = _OBJECT_TIMESTAMPS[data_type]
+        out = {}
+        timestamps: dict[str, Any] = {}
+        for key, value in row.items():
+            if key == "properties" and isinstance(value, Mapping):
+                for name, item in value.items():
+                    out[names.get(name, name)] = item
+            elif key in object_timestamps:
+                timestamps[key] = value
+            else:
+                out[names.get(key, key)] = value
+        for key, value in timestamps.items():
+            field = object_timestamps[key]
+            if out.get(field) is None:
+                out[field] = value
+            else:
+                out[key] = value
         return out

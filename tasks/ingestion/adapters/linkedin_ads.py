@@ -52,28 +52,24 @@ class LinkedInAdsAdapter(PlatformAdapter):
     name = "linkedin_ads"
     data_types = frozenset({"campaign_performance", "ad_performance"})
     native_shape = 'the adAnalytics response {"elements": [...]}'
+    native_keys = _NATIVE_KEYS
 
     def native_rows(self, data: Any) -> Iterable[Any] | None:
         return list_under(data, "elements")
 
-    def to_canonical(
+    def from_native(
         self, row: Mapping[str, Any], data_type: str, options: Mapping[str, Any]
     ) -> dict[str, Any]:
-        if _NATIVE_KEYS.isdisjoint(row):
-            out = dict(row)
-        else:
-            out = {_RENAMES.get(key, key): value for key, value in row.items()}
-            if "reach" not in out and "approximateUniqueImpressions" in out:
-                out["reach"] = out.pop("approximateUniqueImpressions")
-            if "dateRange" in out:
-                _put_dates(out, out.pop("dateRange"))
-            pivots = out.pop("pivotValues", None)
-            if pivots is None and "pivotValue" in out:
-                pivots = [out.pop("pivotValue")]
-            if pivots is not None:
-                _put_pivots(out, pivots)
-        if options:
-            self.fill_defaults(out, options)
+        out = {_RENAMES.get(key, key): value for key, value in row.items()}
+        if "reach" not in out and "approximateUniqueImpressions" in out:
+            out["reach"] = out.pop("approximateUniqueImpressions")
+        if "dateRange" in out:
+            _put_dates(out, out.pop("dateRange"))
+        pivots = out.pop("pivotValues", None)
+        if pivots is None and "pivotValue" in out:
+            pivots = [out.pop("pivotValue")]
+        if pivots is not None:
+            _put_pivots(out, pivots)
         return out
 
 

@@ -69,28 +69,28 @@ class MetaAdsAdapter(PlatformAdapter):
     name = "meta_ads"
     data_types = frozenset({"campaign_performance", "ad_performance", "audience"})
     native_shape = 'the Insights response {"data": [...], "paging": {...}}'
+    native_keys = _NATIVE_KEYS
 
     def native_rows(self, data: Any) -> Iterable[Any] | None:
         return list_under(data, "data")
 
-    def to_canonical(
+    def is_native(self, row: Mapping[str, Any]) -> bool:
+        # The Insights `conversions` field is itself an action list, unlike ours.
+        return super().is_native(row) or _is_action_list(row.get("conversions"))
+
+    def from_native(
         self, row: Mapping[str, Any], data_type: str, options: Mapping[str, Any]
     ) -> dict[str, Any]:
-        if _NATIVE_KEYS.isdisjoint(row) and not _is_action_list(row.get("conversions")):
-            out = dict(row)
-        else:
-            names = _AUDIENCE_RENAMES if data_type == "audience" else _RENAMES
-            out = {names.get(key, key): value for key, value in row.items()}
-            if _is_action_list(out.get("conversions")):
-                out["platform_conversions"] = out.pop("conversions")
-            types = options.get("conversion_action_types")
-            if out.get("actions") is not None and out.get("conversions") is None:
-                out["conversions"] = action_total(out["actions"], types, "actions")
-            if out.get("action_values") is not None and out.get("conversion_value") is None:
-                out["conversion_value"] = action_total(
-                    out["action_values"], types, "action_values")
-        if options:
-            self.fill_defaults(out, options)
+        names = _AUDIENCE_RENAMES if data_type == "audience" else _RENAMES
+        out = {names.get(key, key): value for key, value in row.items()}
+        if _is_action_list(out.get("conversions")):
+            out["platform_conversions"] = out.pop("conversions")
+        types = options.get("conversion_action_types")
+        if out.get("actions") is not None and out.get("conversions") is None:
+            out["conversions"] = action_total(out["actions"], types, "actions")
+        if out.get("action_values") is not None and out.get("conversion_value") is None:
+            out["conversion_value"] = action_total(
+                out["action_values"], types, "action_values")
         return out
 
 

@@ -58,27 +58,23 @@ class SalesforceAdapter(PlatformAdapter):
     name = "salesforce"
     data_types = frozenset({"crm_contacts", "crm_deals"})
     native_shape = 'a query result {"totalSize": N, "done": true, "records": [...]}'
+    native_keys = _NATIVE_KEYS
     default_fields = ("currency",)
 
     def native_rows(self, data: Any) -> Iterable[Any] | None:
         return None  # a query result has `records`, handled by rows()
 
-    def to_canonical(
+    def from_native(
         self, row: Mapping[str, Any], data_type: str, options: Mapping[str, Any]
     ) -> dict[str, Any]:
-        if _NATIVE_KEYS.isdisjoint(row):
-            out = dict(row)
-        else:
-            attributes = row.get("attributes")
-            if isinstance(attributes, Mapping):
-                _check_type(attributes.get("type"), data_type)
-            names = _NAMES[data_type]
-            out = {names.get(key, key): value for key, value in row.items()
-                   if key != "attributes"}
-            if "Probability" in row and data_type == "crm_deals":
-                out["probability"] = percent_to_fraction(row["Probability"])
-        if options:
-            self.fill_defaults(out, options)
+        attributes = row.get("attributes")
+        if isinstance(attributes, Mapping):
+            _check_type(attributes.get("type"), data_type)
+        names = _NAMES[data_type]
+        out = {names.get(key, key): value for key, value in row.items()
+               if key != "attributes"}
+        if "Probability" in row and data_type == "crm_deals":
+            out["probability"] = percent_to_fraction(row["Probability"])
         return out
 
 

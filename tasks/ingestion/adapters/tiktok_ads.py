@@ -52,6 +52,7 @@ class TikTokAdsAdapter(PlatformAdapter):
     name = "tiktok_ads"
     data_types = frozenset({"campaign_performance", "ad_performance", "audience"})
     native_shape = 'the report response {"code": 0, "data": {"list": [...]}}'
+    native_keys = _NATIVE_KEYS
 
     def native_rows(self, data: Any) -> Iterable[Any] | None:
         if not isinstance(data, Mapping) or "code" not in data or "data" not in data:
@@ -63,25 +64,23 @@ class TikTokAdsAdapter(PlatformAdapter):
         rows = body.get("list") if isinstance(body, Mapping) else None
         return rows if isinstance(rows, list) else None
 
-    def to_canonical(
+    def from_native(
         self, row: Mapping[str, Any], data_type: str, options: Mapping[str, Any]
     ) -> dict[str, Any]:
-        if _NATIVE_KEYS.isdisjoint(row):
-            if MISSING in row.values():
-                out = {key: None if value == MISSING else value for key, value in row.items()}
+        audience = data_type == "audience"
+        names = _AUDIENCE_RENAMES if audience else _RENAMES
+        nested_names = _NESTED_AUDIENCE_RENAMES if audience else _RENAMES
+        out = {}
+        for key, value in row.items():
+            if key in _NESTED and isinstance(value, Mapping):
+                for name, item in value.items():
+                    out[nested_names.get(name, name)] = None if item == MISSING else item
             else:
-                out = dict(row)
-        else:
-            audience = data_type == "audience"
-            names = _AUDIENCE_RENAMES if audience else _RENAMES
-            nested_names = _NESTED_AUDIENCE_RENAMES if audience else _RENAMES
-            out = {}
-            for key, value in row.items():
-                if key in _NESTED and isinstance(value, Mapping):
-                    for name, item in value.items():
-                        out[nested_names.get(name, name)] = None if item == MISSING else item
-                else:
-                    out[names.get(key, key)] = None if value == MISSING else value
-        if options:
-            self.fill_defaults(out, options)
+                out[names.get(key, key)] = None if value == MISSING else value
         return out
+
+    def from_canonical(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        # A missing TikTok metric is "-" even in rows that are otherwise canonical.
+        if MISSING in row.values():
+            return {key: None if value == MISSING else value for key, value in row.items()}
+        return dict(row)

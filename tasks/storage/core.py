@@ -8,12 +8,16 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from tasks import progress
 from tasks.coerce import coerce_record
 from tasks.datatypes import DataType
 from tasks.stage import StageFailure, StageOutput, utc_timestamp
 from tasks.storage.partitions import TooManyPartitions
 from tasks.storage.quarantine import Rejected
 from tasks.storage.upsert import upsert
+
+# Records upserted per statement by the store stage (progress is reported between them).
+STORE_SLICE = 20_000
 
 
 class StorageOptionError(ValueError):
@@ -41,6 +45,30 @@ def check_options(data_type: DataType, options: Mapping[str, Any] | None) -> dic
     return {"table_name": data_type.table_name, "upsert": upsert_flag}
 
 
+def _upsert_in_slices(
+    conn: Connection, data_type: DataType, records: list[dict[str, Any]], total: int,
+    **upsert_options: Any,
+) -> dict[str, int]:
+    """One upsert per slice of STORE_SLICE records, in the caller's transaction, with
+    progress after each (a large batch's store is the longest stage). Keys repeated
+    across slices are resolved first, last record wins, so the counts stay exact."""
+    if len(records) <= STORE_SLICE:
+        return upsert(conn, data_type, records, **upsert_options)
+    last: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for record in records:
+        last[tuple(record.get(k) for k in data_type.natural_key)] = record
+    unique = list(last.values())
+    totals = {"inserted": 0, "updated": 0, "skipped": 0,
+              "duplicates_in_batch": len(records) - len(unique)}
+    for start in range(0, len(unique), STORE_SLICE):
+        part = unique[start:start + STORE_SLICE]
+        counts = upsert(conn, data_type, part, **upsert_options)
+        for key in ("inserted", "updated", "skipped"):
+            totals[key] += counts[key]
+        progress.report(total * (start + len(part)) // len(unique), total)
+    return totals
+
+
 def store(
     conn: Connection,
     records: list[dict[str, Any]],
@@ -66,8 +94,8 @@ def store(
         else:
             clean.append(record)
     try:
-        counts = upsert(conn, data_type, clean, job_id=job_id, update_existing=opts["upsert"],
-                        accepted_at=accepted_at)
+        counts = _upsert_in_slices(conn, data_type, clean, len(records), job_id=job_id,
+                                   update_existing=opts["upsert"], accepted_at=accepted_at)
     except TooManyPartitions as exc:
         raise StageFailure("invalid_dates", str(exc), {"field": data_type.date_column},
                            rejected=rejected) from None

@@ -70,6 +70,7 @@ def celery_config(settings: Settings) -> dict:
         },
         "worker_hijack_root_logger": False,
         "pipeline_stale_job_seconds": settings.stale_job_seconds,
+        "pipeline_progress_event_min_records": settings.progress_event_min_records,
         "beat_schedule": {
             "recover-stale-jobs": {
                 "task": "maintenance.recover_stale_jobs",
@@ -91,7 +92,7 @@ def make_celery(settings: Settings, task_cls: str | type = "celery.app.task:Task
 @worker_process_init.connect
 def _fresh_connections_per_child(**_: object) -> None:
     db.dispose_after_fork()
-    db.use_without_ping()
+    db.use_for_worker()
 
 
 STAGE_OF_TASK = {name: stage for stage, name in TASK_NAMES.items()}

@@ -81,7 +81,12 @@ class Tracker:
         self.min_interval = MIN_INTERVAL_SECONDS if min_interval is None else min_interval
         self._last_write = 0.0
         self._lock = threading.Lock()
-        self._task = _celery_task()
+        task = _celery_task()
+        # Events for Flower only where there is something to watch: a small stage is over
+        # before anyone could look, and two broker round trips would double its latency.
+        minimum = int(task.app.conf.get("pipeline_progress_event_min_records") or 0) \
+            if task is not None else 0
+        self._task = task if total is None or total >= minimum else None
         self._token: Any = None
 
     def __enter__(self) -> Tracker:

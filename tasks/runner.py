@@ -82,13 +82,6 @@ class Heartbeat:
         self._thread.join(5)
 
 
-def _relaxed_commit(conn: Connection) -> None:
-    """Skip the wait for the WAL flush on commit: for a claim or an intermediate output,
-    a crash of PostgreSQL loses at most work that is redone from the durable raw batch.
-    The acceptance of a batch and the final store commit durably as usual."""
-    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-
-
 def _load_input(conn: Connection, job: dict[str, Any], stage_name: str) -> Any:
     chunks = list(payloads.iter_chunks(conn, job["id"], jobs.input_name(job, stage_name)))
     if len(chunks) == 1 and not isinstance(chunks[0], list):
@@ -104,7 +97,6 @@ def run_stage(
     engine = db.get_engine()
     claimant = claimant or f"local-{uuid.uuid4()}"
     with engine.begin() as conn:
-        _relaxed_commit(conn)
         job = jobs.claim_stage(conn, job_id, stage_name, claimant, stale_seconds)
         payload = _load_input(conn, job, stage_name) if job is not None else None
         progress.at_start(conn, job, stage_name, payload)
@@ -120,8 +112,8 @@ def run_stage(
         with (Heartbeat(job_id, stage_name, attempt, max(0.5, min(10.0, stale_seconds / 4))),
               progress.Tracker(job_id, stage_name, attempt, progress.input_size(job, payload))):
             with engine.begin() as conn:
-                if not is_last:
-                    _relaxed_commit(conn)
+                if is_last:  # the stored rows and the job's success: never lost once said
+                    db.durable_commit(conn)
                 output = step(conn, job, payload)
                 # Commit only if no one took the stage over meanwhile (we were presumed dead).
                 current = jobs.get(conn, job_id, for_update=True)

@@ -67,6 +67,9 @@ class Settings:
     stale_job_seconds: float = 120.0
     sweep_interval_seconds: float = 30.0
     log_json: bool = False
+    # Stages with fewer input records send no Celery PROGRESS events (the job row still
+    # has its progress): for a few records they only add latency.
+    progress_event_min_records: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +89,7 @@ class Settings:
             stale_job_seconds=_float(env, "STALE_JOB_SECONDS", 120.0),
             sweep_interval_seconds=_float(env, "RECOVERY_SWEEP_SECONDS", 30.0),
             log_json=env.get("LOG_FORMAT", "").strip().lower() == "json",
+            progress_event_min_records=_int(env, "PROGRESS_EVENT_MIN_RECORDS", 1000),
         )
 
     def require_services(self) -> None:

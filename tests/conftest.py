@@ -46,6 +46,8 @@ def service_env() -> Iterator[dict[str, str]]:
     yield {
         "DATABASE_URL": create_database(database_url, TEST_DATABASE),
         "CELERY_BROKER_URL": broker_url,
+        # The progress tests watch events of five-record jobs.
+        "PROGRESS_EVENT_MIN_RECORDS": "0",
     }
     if servers is not None:
         servers.stop()

@@ -96,3 +96,27 @@ def test_messages_carry_the_job_id_not_the_records(settings, engine, count, park
     assert all(s["args"] == [job["id"]] for s in embed["chain"])
     assert len(raw_messages[0]) < 4096
     assert b"durable-" not in raw_messages[0]
+
+
+def test_a_stage_never_runs_before_the_stages_it_depends_on(settings, engine, parked):
+    """A message for a later stage (sent ahead, or after an earlier stage's commit was
+    lost in a database crash) does nothing: its input does not exist yet."""
+    from tasks.runner import run_stage
+    from tasks.storage.tasks import store_step
+
+    capture = make_celery(settings)
+    capture.conf.task_routes = {}
+    capture.conf.task_default_queue = "capture-only"
+    db.configure(settings.database_url)
+    job = accept(
+        engine, capture, kind="pipeline", stages=("ingest", "validate", "process", "store"),
+        data_type="campaign_performance", source="generic", data={"records": _records(3)},
+        records_count=3,
+    )
+    parked.append(job["id"])
+    with capture.connection_for_write() as conn:
+        conn.default_channel.client.delete("capture-only")
+    assert run_stage(job["id"], "store", store_step)["skipped"] is True
+    with engine.connect() as conn:
+        stored = jobs.get(conn, job["id"])
+    assert [s["status"] for s in stored["stages"]] == ["pending"] * 4

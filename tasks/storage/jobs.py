@@ -119,6 +119,11 @@ def claim_stage(
     stage = _stage(job, stage_name)
     if stage["status"] == SUCCEEDED:
         return None
+    position = [s["name"] for s in job["stages"]].index(stage_name)
+    if any(s["status"] != SUCCEEDED for s in job["stages"][:position]):
+        # Its input is not there (a message sent ahead, or an earlier stage's commit lost
+        # in a database crash): the recovery sweep resumes at the first unfinished stage.
+        return None
     now = utcnow()
     if (stage["status"] == RUNNING and stage.get("claimed_by") != claimant
             and _seconds_since(stage.get("heartbeat_at"), now) < stale_seconds):

@@ -19,8 +19,6 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from tasks.storage import db, jobs
 
 log = logging.getLogger(__name__)
@@ -31,22 +29,6 @@ PROGRESS_EVENT = "task-progress"  # Flower turns a task-<x> event into the state
 MIN_INTERVAL_SECONDS = 0.5
 
 _current: ContextVar[Tracker | None] = ContextVar("pipeline_progress", default=None)
-
-
-def snapshot(stage: str, done: int, total: int | None) -> dict[str, Any]:
-    return {"stage": stage, "records_done": done, "records_total": total}
-
-
-def input_size(job: dict[str, Any], payload: Any) -> int:
-    """Records a stage takes in: its list's length, or for a platform's native response
-    the count made when the batch was accepted."""
-    return len(payload) if isinstance(payload, list) else int(job["records_count"])
-
-
-def at_start(conn: Connection, job: dict[str, Any] | None, stage: str, payload: Any) -> None:
-    """In the claim's transaction: 0 of records_total done."""
-    if job is not None:
-        jobs.set_progress(conn, job["id"], snapshot(stage, 0, input_size(job, payload)))
 
 
 def report(records_done: int, records_total: int | None = None) -> None:
@@ -91,13 +73,13 @@ class Tracker:
 
     def __enter__(self) -> Tracker:
         self._token = _current.set(self)
-        self._publish(snapshot(self.stage, 0, self.total))
+        self._publish(jobs.progress_snapshot(self.stage, 0, self.total))
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         _current.reset(self._token)
         if exc_type is None:
-            self._publish(snapshot(self.stage, self.total or self.done, self.total))
+            self._publish(jobs.progress_snapshot(self.stage, self.total or self.done, self.total))
 
     def update(self, records_done: int, records_total: int | None = None) -> None:
         with self._lock:
@@ -108,7 +90,7 @@ class Tracker:
             if now - self._last_write < self.min_interval:
                 return
             self._last_write = now
-        progress = snapshot(self.stage, records_done, self.total)
+        progress = jobs.progress_snapshot(self.stage, records_done, self.total)
         try:
             # A short transaction of its own: the stage's own transaction is uncommitted.
             with db.get_engine().begin() as conn:

@@ -99,7 +99,6 @@ def run_stage(
     with engine.begin() as conn:
         job = jobs.claim_stage(conn, job_id, stage_name, claimant, stale_seconds)
         payload = _load_input(conn, job, stage_name) if job is not None else None
-        progress.at_start(conn, job, stage_name, payload)
     if job is None:
         log.info("job %s: stage %s skipped (done, finished or held by another task)",
                  job_id, stage_name)
@@ -110,7 +109,7 @@ def run_stage(
     is_last = job["stages"][-1]["name"] == stage_name
     try:
         with (Heartbeat(job_id, stage_name, attempt, max(0.5, min(10.0, stale_seconds / 4))),
-              progress.Tracker(job_id, stage_name, attempt, progress.input_size(job, payload))):
+              progress.Tracker(job_id, stage_name, attempt, jobs.input_count(job, stage_name))):
             with engine.begin() as conn:
                 if is_last:  # the stored rows and the job's success: never lost once said
                     db.durable_commit(conn)
@@ -130,7 +129,7 @@ def run_stage(
                     conn, current, stage_name, records_in=output.records_in,
                     records_out=records_out, result=output.result,
                     job_result=_pipeline_result(current, output) if is_last else None,
-                    progress=progress.snapshot(stage_name, output.records_in,
+                    progress=jobs.progress_snapshot(stage_name, output.records_in,
                                                output.records_in),
                 )
                 if is_last:
@@ -147,7 +146,7 @@ def run_stage(
             jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
                       failure.details, failure.result)
         stats.record_after(engine, stage=stage_name, data_type=job["data_type"],
-                           outcome=stats.FAILED, records_in=progress.input_size(job, payload),
+                           outcome=stats.FAILED, records_in=jobs.input_count(job, stage_name),
                            records_out=0, seconds=time.perf_counter() - started)
         return {"job_id": job_id, "stage": stage_name, "failed": failure.code}
     # After the commit, in a short transaction of its own: counters must never hold up

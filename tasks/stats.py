@@ -1,9 +1,10 @@
 """Stage statistics for /metrics: runs, records in and out, and durations by stage.
 
 Stages run in worker processes the API cannot see, so the runner adds each finished stage
-to a small table in the same transaction that records the stage: the counts are exact,
-survive restarts (Prometheus counters that never go back), and a stage redone after a
-crash is counted once per attempt that committed. One row per (stage, data type, outcome,
+to a small table right after the stage commits, in a short transaction of its own (a hot
+counter row is locked only for an instant, and a counter can never fail a stage). The
+counts survive restarts (Prometheus counters that never go back); a worker dying between
+the two commits loses one stage's counts, never the stage. One row per (stage, data type, outcome,
 duration bucket), so a finish touches one row and the table stays a few hundred rows.
 
 The table is created with CREATE TABLE IF NOT EXISTS by `ensure_table` (called by the app
@@ -72,15 +73,13 @@ def bucket_of(seconds: float) -> int:
     return bisect.bisect_left(DURATION_BUCKETS, seconds)
 
 
-def record(conn: Connection, *, stage: str, data_type: str, outcome: str, records_in: int,
-           records_out: int, seconds: float) -> None:
-    """Add one finished stage, inside the caller's transaction.
-
-    In a savepoint: a missing table or any other error here is logged and leaves the
-    stage's own transaction intact, since metrics must never fail a job.
-    """
+def record_after(engine: Engine, *, stage: str, data_type: str, outcome: str,
+                 records_in: int, records_out: int, seconds: float) -> None:
+    """Add one finished stage, in a short transaction of its own after the stage committed;
+    an error is logged once per process (metrics must never fail a job)."""
     try:
-        with conn.begin_nested():
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             conn.execute(_ADD, {
                 "stage": stage, "data_type": data_type, "outcome": outcome,
                 "bucket": bucket_of(seconds), "records_in": records_in,
@@ -88,22 +87,7 @@ def record(conn: Connection, *, stage: str, data_type: str, outcome: str, record
             })
     except Exception:
         global _warned
-        if not _warned:  # once per process: a missing table would say so on every stage
-            log.warning("stage statistics not recorded", exc_info=True)
-            _warned = True
-
-
-def record_after(engine: Engine, **counts: object) -> None:
-    """`record` in a short transaction of its own, after the stage committed; an error
-    is logged (metrics must never fail a job)."""
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            conn.execute(_ADD, {**counts, "bucket": bucket_of(float(counts["seconds"])),
-                                "seconds": max(0.0, float(counts["seconds"]))})
-    except Exception:
-        global _warned
-        if not _warned:
+        if not _warned:  # a missing table would say so on every stage
             log.warning("stage statistics not recorded", exc_info=True)
             _warned = True
 

@@ -28,6 +28,21 @@ def notify_done(conn: Connection, job_id: str) -> None:
     conn.execute(select(func.pg_notify(JOB_DONE_CHANNEL, job_id)))
 
 
+def progress_snapshot(stage: str, done: int, total: int | None) -> dict[str, Any]:
+    """The job's `progress`: how far its running stage is."""
+    return {"stage": stage, "records_done": done, "records_total": total}
+
+
+def input_count(job: dict[str, Any], stage_name: str) -> int:
+    """Records a stage takes in: what the stage before it passed on, or for the first
+    stage the count made when the batch was accepted."""
+    names = [s["name"] for s in job["stages"]]
+    position = names.index(stage_name)
+    if position == 0:
+        return int(job["records_count"])
+    return int(job["stages"][position - 1]["records_out"] or 0)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -133,7 +148,10 @@ def claim_stage(
         heartbeat_at=isoformat(now),
     )
     stage["started_at"] = stage.get("started_at") or isoformat(now)
-    values: dict[str, Any] = {"stages": job["stages"], "status": RUNNING, "updated_at": now}
+    values: dict[str, Any] = {
+        "stages": job["stages"], "status": RUNNING, "updated_at": now,
+        "progress": progress_snapshot(stage_name, 0, input_count(job, stage_name)),
+    }
     if job["started_at"] is None:
         values["started_at"] = now
     conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(**values))
@@ -221,11 +239,6 @@ def fail(
         result=result,
     ))
     notify_done(conn, job_id)
-
-
-def set_progress(conn: Connection, job_id: str, progress: dict[str, Any]) -> None:
-    conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(
-        progress=progress, updated_at=func.now()))
 
 
 def set_records_count(conn: Connection, job_id: str, count: int) -> None:

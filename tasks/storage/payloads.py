@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 
 from tasks.coerce import json_default
@@ -74,12 +74,6 @@ def load(conn: Connection, job_id: str, name: str) -> list[Any]:
     for part in iter_chunks(conn, job_id, name):
         records.extend(part)
     return records
-
-
-def exists(conn: Connection, job_id: str, name: str) -> bool:
-    query = select(func.count()).select_from(payloads_table).where(
-        payloads_table.c.job_id == job_id, payloads_table.c.name == name)
-    return bool(conn.execute(query).scalar())
 
 
 def discard(conn: Connection, job_id: str, names: Iterable[str]) -> None:

@@ -137,8 +137,3 @@ def list_under(data: Any, key: str) -> list[Any] | None:
         if isinstance(value, list):
             return value
     return None
-
-
-def renamed(row: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
-    """The row with native names replaced by canonical ones; other names kept as they are."""
-    return {names.get(key, key): value for key, value in row.items()}

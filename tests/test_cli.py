@@ -187,3 +187,12 @@ def test_the_command_runs_as_a_subprocess_against_the_stack(service_env, worker,
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert " succeeded: 2 received, 0 rejected, 2 inserted" in completed.stdout
     assert "2/2 records  succeeded" in completed.stderr
+
+
+def test_cli_csv_escapes_formulas_like_the_api_export():
+    from webapp.cli import render_csv
+
+    text = render_csv([{"campaign_name": "=HYPERLINK(\"x\")", "spend": None}],
+                      ["campaign_name", "spend"])
+    assert list(csv.reader(io.StringIO(text))) == [
+        ["campaign_name", "spend"], ["'=HYPERLINK(\"x\")", ""]]

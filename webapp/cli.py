@@ -33,6 +33,7 @@ from tasks.storage import db, jobs
 from tasks.storage.retrieve import MAX_LIMIT, RetrievalError, retrieve
 from tasks.storage.schema import jobs_table
 from tasks.submit import TooManyRecords, accept, accept_chunks
+from webapp.csv_cells import csv_cell
 from webapp.errors import ApiError
 from webapp.jsonio import dumps
 from webapp.views.pipeline import OPTION_KEYS, check_request
@@ -460,5 +461,5 @@ def render_csv(records: Sequence[Mapping[str, Any]], wanted: Sequence[str]) -> s
     if columns:
         writer.writerow(columns)
     for record in records:
-        writer.writerow([cell(record.get(name)) for name in columns])
+        writer.writerow([csv_cell(record.get(name)) for name in columns])
     return buffer.getvalue()

@@ -10,11 +10,8 @@ import csv
 import io
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
-import orjson
 from flask import Blueprint, Response, request
 from psycopg2 import errors as pg_errors
 from sqlalchemy.exc import OperationalError
@@ -24,6 +21,7 @@ from tasks.stage import utc_timestamp
 from tasks.storage import db
 from tasks.storage.retrieve import RetrievalError, read_only, retrieve, stream
 from webapp.auth import require_api_key
+from webapp.csv_cells import csv_cell
 from webapp.errors import ApiError
 from webapp.jsonio import load_body
 from webapp.schemas import RetrieveRequest
@@ -33,8 +31,6 @@ bp.before_request(require_api_key)
 
 CSV_MIMETYPE = "text/csv"
 CSV_FLUSH_ROWS = 500
-# A spreadsheet runs a cell starting with one of these as a formula: prefix it with '.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @bp.post("/retrieve")
@@ -93,28 +89,12 @@ def _csv_response(data_type: DataType, query: dict[str, Any], limit: int | None)
     return response
 
 
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict | list):
-        return orjson.dumps(value, default=str).decode()
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def _csv_lines(names: Sequence[str], rows: Iterator[dict[str, Any]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(names)
     for count, row in enumerate(rows, 1):
-        writer.writerow([_csv_value(row[name]) for name in names])
+        writer.writerow([csv_cell(row[name]) for name in names])
         if count % CSV_FLUSH_ROWS == 0:
             yield buffer.getvalue()
             buffer.seek(0)

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stack.databases import create_database  # noqa: E402
+from stack.databases import scratch_services  # noqa: E402
 
 BENCH_DATABASE = "pipeline_bench_stack"  # bench_retrieval keeps its 5M rows in pipeline_bench
 
@@ -33,25 +33,9 @@ def machine() -> str:
     return f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
 
 
-@contextmanager
-def servers() -> Iterator[dict[str, str]]:
+def servers() -> AbstractContextManager[dict[str, str]]:
     """DATABASE_URL and CELERY_BROKER_URL of a fresh bench database and a broker."""
-    database_url = os.environ.get("DATABASE_URL")
-    broker_url = os.environ.get("CELERY_BROKER_URL")
-    private = None
-    if not (database_url and broker_url):
-        from stack.embedded import EmbeddedServers
-
-        private = EmbeddedServers(ROOT / "var" / "bench")
-        private.start()
-        database_url, broker_url = private.database_url, private.broker_url
-    env = {"DATABASE_URL": create_database(database_url, BENCH_DATABASE),
-           "CELERY_BROKER_URL": broker_url}
-    try:
-        yield env
-    finally:
-        if private is not None:
-            private.stop()
+    return scratch_services(ROOT / "var" / "bench", BENCH_DATABASE)
 
 
 @contextmanager

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -31,3 +35,25 @@ def create_database(server_url: str, name: str) -> str:
         cur.execute(f'CREATE DATABASE "{name}"')
     conn.close()
     return url.set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def scratch_services(private_folder: Path, database: str) -> Iterator[dict[str, str]]:
+    """DATABASE_URL (a fresh database `database`) and CELERY_BROKER_URL for tests and
+    benchmarks: the servers the environment names, or else private ones started under
+    `private_folder` and stopped afterwards."""
+    database_url = os.environ.get("DATABASE_URL")
+    broker_url = os.environ.get("CELERY_BROKER_URL")
+    private = None
+    if not (database_url and broker_url):
+        from stack.embedded import EmbeddedServers
+
+        private = EmbeddedServers(private_folder)
+        private.start()
+        database_url, broker_url = private.database_url, private.broker_url
+    try:
+        yield {"DATABASE_URL": create_database(database_url, database),
+               "CELERY_BROKER_URL": broker_url}
+    finally:
+        if private is not None:
+            private.stop()

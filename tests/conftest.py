@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from stack.databases import create_database
+from stack.databases import scratch_services
 from tests.helpers import wait_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,23 +34,9 @@ WORKER_READY_SECONDS = 60
 @pytest.fixture(scope="session")
 def service_env() -> Iterator[dict[str, str]]:
     """DATABASE_URL and CELERY_BROKER_URL of the servers this test session uses."""
-    database_url = os.environ.get("DATABASE_URL")
-    broker_url = os.environ.get("CELERY_BROKER_URL")
-    servers = None
-    if not (database_url and broker_url):
-        from stack.embedded import EmbeddedServers
-
-        servers = EmbeddedServers(ROOT / "var" / "test")
-        servers.start()
-        database_url, broker_url = servers.database_url, servers.broker_url
-    yield {
-        "DATABASE_URL": create_database(database_url, TEST_DATABASE),
-        "CELERY_BROKER_URL": broker_url,
+    with scratch_services(ROOT / "var" / "test", TEST_DATABASE) as env:
         # The progress tests watch events of five-record jobs.
-        "PROGRESS_EVENT_MIN_RECORDS": "0",
-    }
-    if servers is not None:
-        servers.stop()
+        yield {**env, "PROGRESS_EVENT_MIN_RECORDS": "0"}
 
 
 @pytest.fixture(scope="session")

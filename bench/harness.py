@@ -40,8 +40,9 @@ def servers() -> AbstractContextManager[dict[str, str]]:
 
 @contextmanager
 def running_stack(env: dict[str, str], workers: int = 2, port: int = 5077,
-                  api_processes: int = 2) -> Iterator[str]:
-    """The API (gunicorn) and a worker as in production; yields the API's base URL."""
+                  api_processes: int = 2, pids: dict[str, int] | None = None) -> Iterator[str]:
+    """The API (gunicorn) and a worker as in production; yields the API's base URL.
+    `pids`, when given, receives the process ids of the API's and the worker's leaders."""
     logs = ROOT / "var" / "bench-logs"
     logs.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port),
@@ -54,6 +55,8 @@ def running_stack(env: dict[str, str], workers: int = 2, port: int = 5077,
                               start_new_session=True,
                               stdout=open(logs / "worker.log", "wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    if pids is not None:
+        pids.update(api=api.pid, worker=worker.pid)
     try:
         deadline = time.monotonic() + 60
         while True:

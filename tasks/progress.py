@@ -32,10 +32,21 @@ _current: ContextVar[Tracker | None] = ContextVar("pipeline_progress", default=N
 
 
 def report(records_done: int, records_total: int | None = None) -> None:
-    """Called by a core after each chunk; does nothing outside a running stage."""
+    """Called by a core after each chunk; does nothing outside a running stage. Counts are
+    within the chunk of the batch the stage is working on (see `enter_chunk`)."""
     tracker = _current.get()
     if tracker is not None:
-        tracker.update(records_done, records_total)
+        tracker.update(tracker.base + records_done, records_total)
+
+
+def enter_chunk(offset: int) -> None:
+    """The stage starts on the chunk whose first record is the batch's `offset`-th: what
+    a core reports from now on counts from there."""
+    tracker = _current.get()
+    if tracker is not None:
+        tracker.base = offset
+        if offset:
+            tracker.update(offset)
 
 
 def _celery_task() -> Any:
@@ -60,6 +71,7 @@ class Tracker:
         self.job_id, self.stage, self.attempt = job_id, stage, attempt
         self.total = total
         self.done = 0
+        self.base = 0  # records of the batch before the chunk being worked on
         self.min_interval = MIN_INTERVAL_SECONDS if min_interval is None else min_interval
         self._last_write = 0.0
         self._lock = threading.Lock()

@@ -1,4 +1,5 @@
-"""Runs one stage of a job: claim, load input by reference, call the core, save, record.
+"""Runs one stage of a job: claim, read input by reference a chunk at a time, call the
+step, save, record.
 
 The stage's output, its quarantined records and its status are written in one
 transaction, so a crash at any point leaves the stage either done or to be redone.
@@ -20,12 +21,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from tasks import progress, stats
+from tasks.chunks import StageInput, StageSink
 from tasks.stage import StageFailure, StageOutput
 from tasks.storage import db, jobs, payloads, quarantine
 
 log = logging.getLogger(__name__)
 
-Step = Callable[[Connection, dict[str, Any], Any], StageOutput]
+# A stage's work: reads its input, writes what goes on and what is refused to the sink
+# (or returns them in the StageOutput), and returns the stage's result.
+Step = Callable[[Connection, dict[str, Any], StageInput, StageSink], StageOutput]
 
 # A stage whose holder has not beaten its heartbeat for this long is presumed dead.
 DEFAULT_STALE_SECONDS = 120.0
@@ -34,7 +38,7 @@ DEFAULT_STALE_SECONDS = 120.0
 STAGE_TASK_OPTIONS: dict[str, Any] = {"bind": True, "max_retries": 8, "acks_late": True}
 
 
-def _pipeline_result(job: dict[str, Any], last: StageOutput) -> dict[str, Any]:
+def _pipeline_result(job: dict[str, Any], last: dict[str, Any], rejected: int) -> dict[str, Any]:
     """The job's overall result: the last stage's result plus what every stage counted."""
     stages = {s["name"]: s for s in job["stages"]}
     refused = sum(
@@ -42,9 +46,9 @@ def _pipeline_result(job: dict[str, Any], last: StageOutput) -> dict[str, Any]:
         for s in stages.values()
     )
     return {
-        **last.result,
+        **last,
         "records_received": job["records_count"],
-        "records_rejected": refused + len(last.rejected),
+        "records_rejected": refused + rejected,
     }
 
 
@@ -82,13 +86,6 @@ class Heartbeat:
         self._thread.join(5)
 
 
-def _load_input(conn: Connection, job: dict[str, Any], stage_name: str) -> Any:
-    chunks = list(payloads.iter_chunks(conn, job["id"], jobs.input_name(job, stage_name)))
-    if len(chunks) == 1 and not isinstance(chunks[0], list):
-        return chunks[0]  # a native platform response, stored whole
-    return [record for chunk in chunks for record in chunk]
-
-
 def run_stage(
     job_id: str, stage_name: str, step: Step, *, claimant: str | None = None,
     stale_seconds: float = DEFAULT_STALE_SECONDS,
@@ -98,7 +95,6 @@ def run_stage(
     claimant = claimant or f"local-{uuid.uuid4()}"
     with engine.begin() as conn:
         job = jobs.claim_stage(conn, job_id, stage_name, claimant, stale_seconds)
-        payload = _load_input(conn, job, stage_name) if job is not None else None
     if job is None:
         log.info("job %s: stage %s skipped (done, finished or held by another task)",
                  job_id, stage_name)
@@ -113,26 +109,34 @@ def run_stage(
             with engine.begin() as conn:
                 if is_last:  # the stored rows and the job's success: never lost once said
                     db.durable_commit(conn)
-                output = step(conn, job, payload)
+                source = StageInput(conn, job_id, jobs.input_name(job, stage_name))
+                # The last stage's output goes nowhere: it has no next stage to read it.
+                sink = StageSink(conn, job_id, stage_name, keep_records=not is_last,
+                                 replace=attempt > 1)
+                output = step(conn, job, source, sink)
+                sink.write(output.records)  # what a step returned rather than wrote
+                sink.reject(output.rejected)
+                sink.close()
                 # Commit only if no one took the stage over meanwhile (we were presumed dead).
                 current = jobs.get(conn, job_id, for_update=True)
                 if not jobs.owns_stage(current, stage_name, attempt):
                     raise _Superseded  # rolls back everything this attempt wrote
                 assert current is not None
-                if not is_last:
-                    payloads.save(conn, job_id, stage_name, output.records,
-                                  replace=attempt > 1)
-                quarantine.save(conn, job_id, stage_name, output.rejected)
-                records_out = (len(output.records) if output.records_out is None
-                               else output.records_out)
-                jobs.finish_stage(
-                    conn, current, stage_name, records_in=output.records_in,
-                    records_out=records_out, result=output.result,
-                    job_result=_pipeline_result(current, output) if is_last else None,
-                    progress=jobs.progress_snapshot(stage_name, output.records_in,
-                                               output.records_in),
-                )
-                if is_last:
+                records_out = sink.written if output.records_out is None else output.records_out
+                if output.failure is not None:  # the job fails; what was quarantined stays
+                    failure = output.failure
+                    jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
+                              failure.details, failure.result)
+                else:
+                    jobs.finish_stage(
+                        conn, current, stage_name, records_in=output.records_in,
+                        records_out=records_out, result=output.result,
+                        job_result=(_pipeline_result(current, output.result, sink.rejected)
+                                    if is_last else None),
+                        progress=jobs.progress_snapshot(stage_name, output.records_in,
+                                                        output.records_in),
+                    )
+                if is_last or output.failure is not None:
                     # Intermediate outputs are no longer needed; the raw batch stays for replay.
                     payloads.discard(conn, job_id, [s["name"] for s in job["stages"]])
     except _Superseded:
@@ -145,17 +149,25 @@ def run_stage(
             quarantine.save(conn, job_id, stage_name, failure.rejected)
             jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
                       failure.details, failure.result)
-        stats.record_after(engine, stage=stage_name, data_type=job["data_type"],
-                           outcome=stats.FAILED, records_in=jobs.input_count(job, stage_name),
-                           records_out=0, seconds=time.perf_counter() - started)
+        _count_failure(engine, job, stage_name, started)
         return {"job_id": job_id, "stage": stage_name, "failed": failure.code}
+    if output.failure is not None:
+        log.warning("job %s: stage %s failed: %s", job_id, stage_name, output.failure.message)
+        _count_failure(engine, job, stage_name, started)
+        return {"job_id": job_id, "stage": stage_name, "failed": output.failure.code}
     # After the commit, in a short transaction of its own: counters must never hold up
     # (or fail) the stage, and a hot counter row is then locked only for an instant.
     stats.record_after(engine, stage=stage_name, data_type=job["data_type"],
                        outcome=stats.SUCCEEDED, records_in=output.records_in,
                        records_out=records_out, seconds=time.perf_counter() - started)
     log.info("job %s: stage %s succeeded", job_id, stage_name)
-    return {"job_id": job_id, "stage": stage_name, "records_out": len(output.records)}
+    return {"job_id": job_id, "stage": stage_name, "records_out": sink.written}
+
+
+def _count_failure(engine: Any, job: dict[str, Any], stage_name: str, started: float) -> None:
+    stats.record_after(engine, stage=stage_name, data_type=job["data_type"],
+                       outcome=stats.FAILED, records_in=jobs.input_count(job, stage_name),
+                       records_out=0, seconds=time.perf_counter() - started)
 
 
 def fail_job(job_id: str, stage_name: str, code: str, message: str) -> None:

@@ -29,8 +29,11 @@ class StageOutput:
     result: dict[str, Any]
     rejected: list[Rejected] = field(default_factory=list)
     records_in: int = 0
-    # Records written by a stage with no output batch (store); else len(records).
+    # Records written by a stage with no output batch (store); else what went on.
     records_out: int | None = None
+    # The stage ran to its end, but the job fails (validation under reject_batch): what
+    # it quarantined stays, what it passed on is dropped.
+    failure: StageFailure | None = None
 
 
 def utc_timestamp() -> str:

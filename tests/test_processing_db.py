@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import event
@@ -17,8 +18,10 @@ from tasks.datatypes import AUDIENCE, CAMPAIGN_PERFORMANCE, FX_RATES
 from tasks.processing.core import process
 from tasks.processing.lookups import DbLookups
 from tasks.processing.tasks import process_step
-from tasks.stage import StageFailure
+from tasks.runner import run_stage
+from tasks.storage import jobs
 from tasks.storage.upsert import upsert
+from tests.helpers import close_job, stage_output, stored_job
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
 
@@ -182,26 +185,29 @@ def test_process_with_database_lookups_two_queries_per_batch(stored: Engine):
     assert result["enrichment_unmatched"] == 0
 
 
-def _job(options: dict | None) -> dict:
-    return {"id": str(uuid.uuid4()), "data_type": "campaign_performance",
-            "options": {"processing_options": options} if options is not None else {}}
+def _process(engine: Engine, options: dict | None, data: Any) -> dict:
+    """The process stage's Celery step, run on a stored job: its stage row and output."""
+    job_id = stored_job(engine, data, ["process", "store"],
+                        {"processing_options": options} if options is not None else {})
+    summary = run_stage(job_id, "process", process_step)
+    with engine.connect() as conn:
+        job = jobs.get(conn, job_id)
+    records = stage_output(engine, job_id, "process")
+    close_job(engine, job_id)
+    return {"summary": summary, "job": job, "records": records}
 
 
 def test_the_celery_step_uses_the_stage_connection(stored: Engine):
-    with stored.connect() as conn:
-        output = process_step(conn, _job({"enrich_with_audience_data": True}), RECORDS[:1])
-    assert _extra_or_column(output.records[0], "audience")["as_of"] == "2025-01-15"
-    assert output.result["enriched"] == 1
+    ran = _process(stored, {"enrich_with_audience_data": True}, RECORDS[:1])
+    assert _extra_or_column(ran["records"][0], "audience")["as_of"] == "2025-01-15"
+    assert ran["job"]["stages"][0]["result"]["enriched"] == 1
 
 
 def test_the_celery_step_fails_the_job_on_bad_options(engine: Engine):
-    with engine.connect() as conn:
-        with pytest.raises(StageFailure) as caught:
-            process_step(conn, _job({"target_currency": "EURO"}), RECORDS)
-        assert caught.value.code == "invalid_processing_options"
-        assert caught.value.details["field"] == "processing_options.target_currency"
-        with pytest.raises(StageFailure):
-            process_step(conn, _job(None), {"records": RECORDS})
+    ran = _process(engine, {"target_currency": "EURO"}, RECORDS)
+    assert ran["summary"]["failed"] == "invalid_processing_options"
+    assert ran["job"]["error"]["details"]["field"] == "processing_options.target_currency"
+    assert _process(engine, None, {"records": RECORDS})["summary"]["failed"] == "invalid_payload"
 
 
 def _chain_body(spends: list, **options) -> dict:

@@ -5,29 +5,23 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from typing import Any
 
 import pytest
 from celery.events.state import State
 
 from tasks import progress, stats
+from tasks.chunks import StageInput
 from tasks.runner import run_stage
 from tasks.stage import StageFailure, StageOutput
-from tasks.storage import jobs, payloads
+from tasks.storage import jobs
+from tests.helpers import stored_job
 
 CAMPAIGN = "campaign_performance"
 
 
 def _job(engine, records: list[dict[str, Any]], stages: list[str]) -> str:  # type: ignore[no-untyped-def]
-    """A job stored but not sent to the workers, so this test runs its stage itself."""
-    job_id = str(uuid.uuid4())
-    with engine.begin() as conn:
-        jobs.create(conn, job_id=job_id, kind=stages[0], data_type=CAMPAIGN, source=None,
-                    stages=stages, options={"raw_format": "records"},
-                    records_count=len(records))
-        payloads.save(conn, job_id, payloads.RAW, records)
-    return job_id
+    return stored_job(engine, records, stages)
 
 
 def _progress(engine, job_id: str) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
@@ -43,7 +37,8 @@ def test_the_job_row_shows_start_each_reported_chunk_and_end(engine, client, mon
     job_id = _job(engine, records, ["validate"])
     seen: list[Any] = []
 
-    def step(conn: Any, job: dict[str, Any], payload: Any) -> StageOutput:
+    def step(conn: Any, job: dict[str, Any], source: StageInput, sink: Any) -> StageOutput:
+        payload = list(source.records())
         seen.append(_progress(engine, job_id))  # the runner's start, read as a client would
         for done in (10, 20):
             progress.report(done)
@@ -69,7 +64,8 @@ def test_reports_are_spaced_out_and_a_no_op_outside_a_stage(engine):
     job_id = _job(engine, [{"campaign_id": "p-x"}] * 4, ["validate"])
     writes: list[Any] = []
 
-    def step(conn: Any, job: dict[str, Any], payload: Any) -> StageOutput:
+    def step(conn: Any, job: dict[str, Any], source: StageInput, sink: Any) -> StageOutput:
+        payload = list(source.records())
         for done in range(1, 5):
             progress.report(done)  # within MIN_INTERVAL_SECONDS: only the first is written
             writes.append(_progress(engine, job_id)["records_done"])
@@ -84,7 +80,7 @@ def test_a_failed_stage_keeps_its_last_progress_and_is_counted(engine):
     with engine.connect() as conn:
         before = stats.read(conn).get(("process", CAMPAIGN, stats.FAILED))
 
-    def step(conn: Any, job: dict[str, Any], payload: Any) -> StageOutput:
+    def step(conn: Any, job: dict[str, Any], source: StageInput, sink: Any) -> StageOutput:
         progress.report(2)
         raise StageFailure("broken", "the core gave up")
 

@@ -14,7 +14,7 @@ its own) are never trusted: coercion here does not know those columns, so they l
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -54,6 +54,15 @@ def _kernel(data_type: DataType, ratios: bool, in_place: bool) -> Kernel:
     return kernel
 
 
+def natural_keys(records: Sequence[Any], data_type: DataType) -> Iterator[tuple[int, Any]]:
+    """(position, natural key) of each record that converts, the last of each key within
+    `records`: what a first pass over a chunked batch needs to find keys repeated across
+    chunks. Converts in place (for a chunk read for this pass alone)."""
+    with _gc_paused():
+        found = _kernel(data_type, False, True).run(records)
+    return ((index, key) for key, (index, _) in zip(found.keys, found.items, strict=True))
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """No cyclic GC passes while a batch is built: it makes no cycles, but two tracked tuples
@@ -82,12 +91,16 @@ def process(
     lookups: Lookups | None = None,
     *,
     in_place: bool = False,
+    superseded: Container[int] = (),
 ) -> StageOutput:
     """Process one batch; raises ProcessingOptionError for options it does not know.
 
     `records` are left untouched, unless `in_place`: then the records that go on are
     converted in their own dicts (faster; for a caller that owns the batch, as the Celery
     stage does). Refused records are always left as they came.
+
+    `superseded`: positions of records that a later record of the same natural key,
+    elsewhere in a batch processed in chunks, replaces; they are dropped as duplicates.
     """
     opts = (options if isinstance(options, ProcessingOptions)
             else check_processing_options(data_type, options))
@@ -99,6 +112,10 @@ def process(
         first = _kernel(data_type, fused, in_place).run(records)
         rejected = [Rejected(i, raw, _type_reasons(errors)) for i, raw, errors in first.bad]
         items = first.items
+        duplicates = first.duplicates
+        if superseded:
+            items = [item for item in items if item[0] not in superseded]
+            duplicates += len(first.items) - len(items)
 
         converted = 0
         if opts.target_currency:
@@ -136,7 +153,7 @@ def process(
         result={
             "processed_at": utc_timestamp(),
             "records_count": len(out),
-            "duplicates_removed": first.duplicates,
+            "duplicates_removed": duplicates,
             "records_refused": len(rejected),
             "metrics_calculated": opts.calculate_metrics,
             "metrics": metrics,

@@ -248,6 +248,7 @@ class KernelOutput:
     items: list[Item] = field(default_factory=list)  # unique natural keys, first-seen order
     bad: list[Bad] = field(default_factory=list)
     duplicates: int = 0
+    keys: list[tuple[Any, ...]] = field(default_factory=list)  # each item's natural key
 
 
 class Kernel:
@@ -309,6 +310,7 @@ class Kernel:
                 by_key[done[0]] = (i, done[1])
             i += 1
         output.items = list(by_key.values())
+        output.keys = list(by_key)
         output.duplicates = n - len(output.bad) - len(output.items)
         return output
 

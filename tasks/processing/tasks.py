@@ -1,4 +1,5 @@
-"""Celery task of the process stage: the pure core with database lookups on the stage's conn."""
+"""Celery task of the process stage: the pure core, a chunk at a time, with database
+lookups on the stage's connection."""
 
 from __future__ import annotations
 
@@ -7,25 +8,46 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.engine import Connection
 
+from tasks.chunks import StageInput, StageSink, add_counts
 from tasks.datatypes import get_data_type
-from tasks.processing.core import process
+from tasks.processing.core import natural_keys, process
 from tasks.processing.lookups import DbLookups
 from tasks.processing.options import ProcessingOptionError, check_processing_options
 from tasks.runner import STAGE_TASK_OPTIONS, run_celery_stage
 from tasks.stage import StageFailure, StageOutput
+from tasks.storage.repeats import RepeatedKeys
 
 
-def process_step(conn: Connection, job: dict[str, Any], payload: Any) -> StageOutput:
+def process_step(conn: Connection, job: dict[str, Any], source: StageInput,
+                 sink: StageSink) -> StageOutput:
     data_type = get_data_type(job["data_type"])
     try:
         # The API checks options before accepting; a job sent another way is checked here.
         options = check_processing_options(data_type, job["options"].get("processing_options"))
     except ProcessingOptionError as exc:
         raise StageFailure("invalid_processing_options", str(exc), exc.details) from None
-    if not isinstance(payload, list):
-        raise StageFailure("invalid_payload", "the process stage takes a list of records")
-    # The payload was loaded for this step alone: convert its records in place.
-    return process(payload, data_type, options, DbLookups(conn), in_place=True)
+    # Dedup (the last record of a key wins) holds over the whole batch, not only within
+    # each chunk: a first pass finds the keys repeated across chunks.
+    repeats = RepeatedKeys.in_batch(
+        conn, "natural_key", source,
+        lambda chunk: ((0, i, key) for i, key in natural_keys(chunk, data_type)),
+    ) if source.spans_chunks else None
+    lookups = DbLookups(conn)
+    result: dict[str, Any] = {}
+    records_in = 0
+    for offset, chunk in source.chunks():
+        if not isinstance(chunk, list):
+            raise StageFailure("invalid_payload", "the process stage takes a list of records")
+        superseded = (repeats.superseded(offset, offset + len(chunk)) if repeats is not None
+                      else set())
+        # The chunk was read for this step alone: convert its records in place.
+        output = process(chunk, data_type, options, lookups, in_place=True,
+                         superseded=superseded)
+        sink.write(output.records)
+        sink.reject(output.rejected, offset)
+        records_in += output.records_in
+        add_counts(result, output.result)
+    return StageOutput(records=[], result=result, records_in=records_in)
 
 
 @shared_task(name="processing.process", **STAGE_TASK_OPTIONS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -65,8 +65,17 @@ def _upsert_in_slices(
         counts = upsert(conn, data_type, part, **upsert_options)
         for key in ("inserted", "updated", "skipped"):
             totals[key] += counts[key]
-        progress.report(total * (start + len(part)) // len(unique), total)
+        progress.report(total * (start + len(part)) // len(unique))
     return totals
+
+
+def natural_keys(records: Sequence[Any], data_type: DataType) -> Iterator[tuple[int, Any]]:
+    """(position, natural key) of every record that converts: what a first pass over a
+    batch stored in chunks needs to find keys repeated across chunks."""
+    for index, raw in enumerate(records):
+        record, errors = coerce_record(raw, data_type)
+        if not errors:
+            yield index, tuple(record.get(k) for k in data_type.natural_key)
 
 
 def store(
@@ -78,14 +87,21 @@ def store(
     job_id: str,
     accepted_at: datetime | None = None,
     canonical: bool = False,
+    superseded: Container[int] = (),
 ) -> StageOutput:
     """Upsert `records`; with `canonical` (the output of our own process stage, whose
     values are already of the columns' types) they go to COPY as they are, else each is
-    converted first and one that cannot be is quarantined."""
+    converted first and one that cannot be is quarantined.
+
+    `superseded`: positions of records that a later record of the same key, in a later
+    chunk of the batch, replaces; they are skipped and counted as duplicates.
+    """
     opts = check_options(data_type, options)
     clean: list[dict[str, Any]] = records if canonical else []
     rejected: list[Rejected] = []
     for index, raw in enumerate(() if canonical else records):
+        if index in superseded:
+            continue
         record, errors = coerce_record(raw, data_type)
         if errors:
             rejected.append(Rejected(index, raw, [
@@ -99,6 +115,7 @@ def store(
     except TooManyPartitions as exc:
         raise StageFailure("invalid_dates", str(exc), {"field": data_type.date_column},
                            rejected=rejected) from None
+    counts["duplicates_in_batch"] += len(records) - len(clean) - len(rejected)
     return StageOutput(
         records=[],
         rejected=rejected,

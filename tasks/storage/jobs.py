@@ -85,7 +85,10 @@ def create(
 def get(conn: Connection, job_id: str, for_update: bool = False) -> dict[str, Any] | None:
     query = select(jobs_table).where(jobs_table.c.id == job_id)
     if for_update:
-        query = query.with_for_update()
+        # FOR NO KEY UPDATE: it serialises writers of the job row as FOR UPDATE would, but
+        # does not wait for a running stage, whose inserts of payload and quarantine rows
+        # (foreign keys to this row) hold a KEY SHARE lock on it until the stage commits.
+        query = query.with_for_update(key_share=True)
     row = conn.execute(query).mappings().first()
     return dict(row) if row else None
 

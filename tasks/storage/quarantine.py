@@ -32,12 +32,14 @@ def _jsonable(value: Any) -> Any:
         return json.loads(json.dumps(value, default=str))
 
 
-def save(conn: Connection, job_id: str, stage: str, rejected: Sequence[Rejected]) -> None:
+def save(conn: Connection, job_id: str, stage: str, rejected: Sequence[Rejected],
+         offset: int = 0) -> None:
+    """Quarantine `rejected`; their indices are relative to a chunk starting at `offset`."""
     if not rejected:
         return
     conn.execute(insert(rejected_table), [
         {
-            "job_id": job_id, "stage": stage, "record_index": r.index,
+            "job_id": job_id, "stage": stage, "record_index": r.index + offset,
             "record": _jsonable(r.record), "reasons": _jsonable(r.reasons),
         }
         for r in rejected

@@ -7,19 +7,43 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.engine import Connection
 
+from tasks.chunks import StageInput, StageSink, add_counts
 from tasks.datatypes import get_data_type
 from tasks.runner import STAGE_TASK_OPTIONS, run_celery_stage
 from tasks.stage import StageOutput
 from tasks.storage import jobs
-from tasks.storage.core import store
+from tasks.storage.core import natural_keys, store
+from tasks.storage.repeats import RepeatedKeys
 
 
-def store_step(conn: Connection, job: dict[str, Any], payload: Any) -> StageOutput:
+def store_step(conn: Connection, job: dict[str, Any], source: StageInput,
+               sink: StageSink) -> StageOutput:
+    """Each chunk is upserted in turn, in the stage's one transaction; of a key repeated
+    across chunks only the batch's last record is written (and the others counted as
+    duplicates)."""
     # Records from our own process stage are canonical: no second conversion.
     canonical = jobs.input_name(job, "store") == "process"
-    return store(conn, payload, get_data_type(job["data_type"]),
-                 job["options"].get("storage_options"), job_id=job["id"],
-                 accepted_at=job["created_at"], canonical=canonical)
+    data_type = get_data_type(job["data_type"])
+    # Our process stage already kept one record per key across the whole batch; other
+    # input spanning chunks needs a first pass for keys repeated across them.
+    repeats = RepeatedKeys.in_batch(
+        conn, "natural_key", source,
+        lambda chunk: ((0, i, key) for i, key in natural_keys(chunk, data_type)),
+    ) if source.spans_chunks and not canonical else None
+    result: dict[str, Any] = {}
+    records_in = records_out = 0
+    for offset, chunk in source.chunks():
+        superseded = (repeats.superseded(offset, offset + len(chunk)) if repeats is not None
+                      else set())
+        output = store(conn, chunk, data_type, job["options"].get("storage_options"),
+                       job_id=job["id"], accepted_at=job["created_at"], canonical=canonical,
+                       superseded=superseded)
+        sink.reject(output.rejected, offset)
+        records_in += output.records_in
+        records_out += output.records_out or 0
+        add_counts(result, output.result)
+    return StageOutput(records=[], result=result, records_in=records_in,
+                       records_out=records_out)
 
 
 @shared_task(name="storage.store", **STAGE_TASK_OPTIONS)

@@ -32,22 +32,25 @@ Semantics of `mostly` and `severity`:
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from tasks.datatypes import DataType
 from tasks.stage import StageOutput
+from tasks.storage.quarantine import Rejected
 from tasks.validation.catalogue import FORMS, RULE_NAMES
 from tasks.validation.compile import CompiledRules, compile_rules, on_invalid_policy
+from tasks.validation.model import UNIQUE
 from tasks.validation.program import Program, choose_layout
-from tasks.validation.result import outcomes, split, summarise
+from tasks.validation.result import Tally, split, summarise
 from tasks.validation.spec import ON_INVALID, QUARANTINE, REJECT_BATCH, RuleSpecError
 
 __all__ = [
     "FORMS", "ON_INVALID", "QUARANTINE", "REJECT_BATCH", "RULE_NAMES", "CompiledRules",
-    "RuleSpecError", "compile_rules", "on_invalid_policy", "rejection_message", "validate",
+    "RuleSpecError", "Validation", "compile_rules", "on_invalid_policy", "rejection_message",
+    "validate",
 ]
 
 
@@ -65,6 +68,59 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class Validation:
+    """One batch's validation, fed a chunk at a time (a whole batch is one chunk).
+
+    Each record is checked once, in `check`; the result adds up every chunk. For a batch
+    that spans chunks, `unique` rules need its keys first: `keys` gives a chunk's, and
+    `check` then takes, per unique rule, the indices whose key repeats in the batch.
+    """
+
+    def __init__(self, data_type: DataType,
+                 rules: Mapping[str, Any] | CompiledRules | None = None, *,
+                 now: datetime | None = None) -> None:
+        self.compiled = (rules if isinstance(rules, CompiledRules)
+                         else compile_rules(data_type, rules))
+        self.data_type = data_type
+        now = datetime.now(UTC) if now is None else now
+        self.now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+        self.has_unique = any(r.test.kind == UNIQUE for r in self.compiled.rules)
+        self._program: Program | None = None
+        self._tally = Tally()
+        self.size = self.valid_count = self.invalid_count = 0
+
+    def _program_for(self, records: list[Any]) -> Program:
+        # One program for the batch, generated for the first chunk's layout of keys.
+        if self._program is None:
+            layout = choose_layout(records, self.data_type.all_columns)
+            self._program = Program(list(self.compiled.rules), self.data_type, layout, self.now)
+        return self._program
+
+    def keys(self, records: list[Any]) -> dict[int, list[tuple[int, Any]]]:
+        """Per unique rule (by position), (index, key) of the records it compares."""
+        with _cyclic_gc_paused():
+            return self._program_for(records).run(records, repeated={}).keys
+
+    def check(self, records: list[Any], offset: int = 0,
+              repeated: Mapping[int, Container[int]] | None = None,
+              ) -> tuple[list[dict[str, Any]], list[Rejected]]:
+        """The chunk's valid records (canonical) and its refused ones (indices within the
+        chunk); `offset` is the chunk's first record's position in the batch."""
+        with _cyclic_gc_paused():
+            run = self._program_for(records).run(records, repeated)
+            valid, rejected = split(records, run)
+            self._tally.add(run, offset)
+        self.size += len(records)
+        self.valid_count += len(valid)
+        self.invalid_count += len(rejected)
+        return valid, rejected
+
+    def result(self) -> dict[str, Any]:
+        rules = self._program.rules if self._program else list(self.compiled.rules)
+        return summarise(self._tally.evaluated(rules, self.size), self.size,
+                         self.valid_count, self.invalid_count, self.compiled.on_invalid)
+
+
 def validate(
     records: list[dict[str, Any]],
     data_type: DataType,
@@ -73,28 +129,15 @@ def validate(
     now: datetime | None = None,
 ) -> StageOutput:
     """Coerce and check a batch; `now` (aware, default the current UTC time) is for freshness."""
-    compiled = rules if isinstance(rules, CompiledRules) else compile_rules(data_type, rules)
-    now = datetime.now(UTC) if now is None else now
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    with _cyclic_gc_paused():
-        layout = choose_layout(records, data_type.all_columns)
-        run = Program(list(compiled.rules), data_type, layout, now).run(records)
-        valid, rejected = split(records, run)
-        evaluated = outcomes(run, len(records))
-    return StageOutput(
-        records=valid,
-        rejected=rejected,
-        records_in=len(records),
-        result=summarise(evaluated, len(records), len(valid), len(rejected),
-                         compiled.on_invalid),
-    )
+    validation = Validation(data_type, rules, now=now)
+    valid, rejected = validation.check(records)
+    return StageOutput(records=valid, rejected=rejected, records_in=len(records),
+                       result=validation.result())
 
 
-def rejection_message(output: StageOutput) -> str | None:
+def rejection_message(result: dict[str, Any]) -> str | None:
     """Why the whole batch must be refused (on_invalid reject_batch and validation did not
     pass), or None when its valid records may go on."""
-    result = output.result
     if not result.get("batch_rejected"):
         return None
     failed = [r["rule"] + (f" {r['field']}" if r.get("field") else "")

@@ -20,7 +20,7 @@ Both paths then run the same generated checks on the canonical values.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -98,6 +98,8 @@ class Run:
     invalid: set[int]
     rules: list[Rule]  # the program's rules, with type rules added for other columns seen
     seen: set[str] = field(default_factory=set)
+    # Per unique rule (by position): (index, key) of each record whose key is compared.
+    keys: dict[int, list[tuple[int, Any]]] = field(default_factory=dict)
 
 
 def choose_layout(records: list[Any], kinds: Mapping[str, str]) -> tuple[str, ...] | None:
@@ -407,7 +409,11 @@ class Program:
             self._object_rule = len(self.rules) - 1
         return self._object_rule
 
-    def run(self, records: list[Any]) -> Run:
+    def run(self, records: list[Any],
+            repeated: Mapping[int, Container[int]] | None = None) -> Run:
+        """Check `records`. `repeated`: per unique rule, the indices of records whose key
+        occurs more than once in the whole batch, found elsewhere for a batch checked a
+        chunk at a time; without it, keys are compared within `records`."""
         failures: list[Failure] = []
         seen: set[str] = set(self.layout or ())
         fields = list(self.declared)
@@ -429,37 +435,50 @@ class Program:
                 values = [None if f in errored else v for f, v in zip(fields, values, strict=True)]
             return out, values, errored
 
-        outs, invalid_list, keys = self.namespace["run"](records, failures, slow)
+        outs, invalid_list, columns = self.namespace["run"](records, failures, slow)
         invalid = set(invalid_list)
         invalid.update(i for i, out in enumerate(outs) if out is None)
-        for j, column in keys.items():
-            self._unique(j, column, failures, invalid)
+        keys = {j: self._compared(j, column) for j, column in columns.items()}
+        for j, keyed in keys.items():
+            found = _repeated_within(keyed) if repeated is None else repeated.get(j, ())
+            self._unique(j, keyed, found, failures, invalid)
         for name in sorted(seen):
             if name in kinds:
                 self._type_position(name)
-        return Run(outs, failures, invalid, self.rules, seen)
+        return Run(outs, failures, invalid, self.rules, seen, keys)
 
-    def _unique(self, j: int, keys: list[Any], failures: list[Failure],
-                invalid: set[int]) -> None:
-        """All records sharing a key fail (which one is right cannot be told); a record
-        with a null in any key field is not compared."""
+    def _compared(self, j: int, column: list[Any]) -> list[tuple[int, Any]]:
+        """(index, key) of the records a unique rule compares: a record with a null in any
+        key field is not compared."""
+        if len(self.rules[j].test.fields) == 1:
+            return [(i, k) for i, k in enumerate(column) if k is not None]
+        return [(i, k) for i, k in enumerate(column) if k is not None and None not in k]
+
+    def _unique(self, j: int, keyed: list[tuple[int, Any]], repeated: Container[int],
+                failures: list[Failure], invalid: set[int]) -> None:
+        """All records sharing a key fail (which one is right cannot be told)."""
+        if not repeated:
+            return
         rule = self.rules[j]
         fields = rule.test.fields
         single = len(fields) == 1
-        rows = [i for i, k in enumerate(keys)
-                if k is not None and (single or None not in k)]
-        hashed = keys
-        try:
-            counts = Counter(keys[i] for i in rows)
-        except TypeError:  # unhashable values from `extra`
-            hashed = [k if k is None else _hashable(k) if single else tuple(map(_hashable, k))
-                      for k in keys]
-            counts = Counter(hashed[i] for i in rows)
-        if len(counts) == len(rows):
-            return
-        for i in rows:
-            if counts[hashed[i]] > 1:
-                key = (keys[i],) if single else keys[i]
-                failures.append((j, i, dict(zip(fields, key, strict=True))))
+        for i, key in keyed:
+            if i in repeated:
+                failures.append((j, i, dict(zip(fields, (key,) if single else key,
+                                                strict=True))))
                 if rule.severity == FAIL:
                     invalid.add(i)
+
+
+def _repeated_within(keyed: list[tuple[int, Any]]) -> set[int]:
+    """Indices whose key occurs more than once among `keyed`."""
+    try:
+        counts = Counter(k for _, k in keyed)
+        hashed = keyed
+    except TypeError:  # unhashable values from `extra`
+        hashed = [(i, _hashable(k) if not isinstance(k, tuple) else tuple(map(_hashable, k)))
+                  for i, k in keyed]
+        counts = Counter(k for _, k in hashed)
+    if len(counts) == len(keyed):
+        return set()
+    return {i for i, k in hashed if counts[k] > 1}

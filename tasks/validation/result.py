@@ -1,6 +1,7 @@
 """From what the program found to the stage's output: valid records, quarantined records
 with their reasons, and a GE-style result whose lists are capped so its size does not
-grow with the batch (the per-record reasons go to quarantine, not into the result)."""
+grow with the batch (the per-record reasons go to quarantine, not into the result).
+A batch may be checked a chunk at a time: `Tally` adds the chunks' failures up."""
 
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ VALUE_PREVIEW_CHARS = 200
 
 @dataclass
 class Outcome:
-    """One rule's failures in record order (a message is None where `describe` words it),
-    or for a batch-level rule whether it failed and what it measured."""
+    """One rule's failures over a batch: how many, and the first few in record order (a
+    message is None where `describe` words it); or for a batch-level rule whether it
+    failed and what it measured."""
 
+    count: int = 0
     indices: list[int] = field(default_factory=list)
     values: list[Any] = field(default_factory=list)
     messages: list[str | None] = field(default_factory=list)
@@ -38,24 +41,42 @@ class Outcome:
 
 Evaluated = list[tuple[Rule, Outcome]]
 
+# Failures kept per rule: enough for every capped list of the result.
+KEPT_PER_RULE = max(PARTIAL_UNEXPECTED_CAP, UNEXPECTED_INDEX_CAP, FAILURE_CASES_CAP)
 
-def outcomes(run: Run, size: int) -> Evaluated:
-    """Failures grouped per rule, in rule order (a non-object check first)."""
-    grouped = [Outcome() for _ in run.rules]
-    for failure in run.failures:
-        outcome = grouped[failure[0]]
-        outcome.indices.append(failure[1])
-        outcome.values.append(failure[2])
-        outcome.messages.append(failure[3] if len(failure) > 3 else None)
-    for rule, outcome in zip(run.rules, grouped, strict=True):
-        if rule.test.kind == ROW_COUNT:
-            low, high = rule.test.params["low"], rule.test.params["high"]
-            outcome.observed = size
-            outcome.batch_failed = (low is not None and size < low) or (
-                high is not None and size > high)
-    evaluated = list(zip(run.rules, grouped, strict=True))
-    evaluated.sort(key=lambda pair: pair[0].name != "object")
-    return evaluated
+
+class Tally:
+    """Failures per rule over a batch checked a chunk at a time (a whole batch is one
+    chunk): counts, and the first failures of each rule, which are all the result shows."""
+
+    def __init__(self) -> None:
+        self._outcomes: list[Outcome] = []
+
+    def add(self, run: Run, offset: int) -> None:
+        """A chunk's run; its indices are relative to the chunk starting at `offset`."""
+        grouped = self._outcomes
+        grouped += [Outcome() for _ in range(len(run.rules) - len(grouped))]
+        for failure in run.failures:  # in record order for each rule
+            outcome = grouped[failure[0]]
+            outcome.count += 1
+            if len(outcome.indices) < KEPT_PER_RULE:
+                outcome.indices.append(offset + failure[1])
+                outcome.values.append(failure[2])
+                outcome.messages.append(failure[3] if len(failure) > 3 else None)
+
+    def evaluated(self, rules: list[Rule], size: int) -> Evaluated:
+        """Every rule with its outcome over the `size` records of the batch, in rule order
+        (a non-object check first)."""
+        grouped = self._outcomes + [Outcome() for _ in range(len(rules) - len(self._outcomes))]
+        for rule, outcome in zip(rules, grouped, strict=True):
+            if rule.test.kind == ROW_COUNT:
+                low, high = rule.test.params["low"], rule.test.params["high"]
+                outcome.observed = size
+                outcome.batch_failed = (low is not None and size < low) or (
+                    high is not None and size > high)
+        evaluated = list(zip(rules, grouped, strict=True))
+        evaluated.sort(key=lambda pair: pair[0].name != "object")
+        return evaluated
 
 
 def _preview(value: Any) -> Any:
@@ -110,7 +131,7 @@ def split(raw: list[Any], run: Run) -> tuple[list[dict[str, Any]], list[Rejected
 
 
 def rule_report(rule: Rule, outcome: Outcome, size: int) -> dict[str, Any]:
-    unexpected = len(outcome.indices)
+    unexpected = outcome.count
     success = (not outcome.batch_failed if rule.batch_level
                else rule.passes(unexpected, size))
     report: dict[str, Any] = {
@@ -157,10 +178,10 @@ def summarise(evaluated: Evaluated, size: int, valid_count: int, invalid_count: 
     by_severity = dict.fromkeys(SEVERITIES, 0)
     for rule, outcome in evaluated:
         # A failed batch-level rule is one issue; it has no failing records.
-        by_severity[rule.severity] += len(outcome.indices) + outcome.batch_failed
+        by_severity[rule.severity] += outcome.count + outcome.batch_failed
     successful = sum(r["success"] for r in reports)
     cases = failure_cases(evaluated)
-    total_failures = sum(len(outcome.indices) for _, outcome in evaluated)
+    total_failures = sum(outcome.count for _, outcome in evaluated)
     return {
         "validated_at": utc_timestamp(),
         "validation_passed": passed,

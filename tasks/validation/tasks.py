@@ -1,4 +1,4 @@
-"""Celery task of the validate stage."""
+"""Celery task of the validate stage: the batch checked a chunk at a time."""
 
 from __future__ import annotations
 
@@ -7,20 +7,39 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.engine import Connection
 
+from tasks.chunks import StageInput, StageSink
 from tasks.datatypes import get_data_type
 from tasks.runner import STAGE_TASK_OPTIONS, run_celery_stage
 from tasks.stage import StageFailure, StageOutput
-from tasks.validation.core import rejection_message, validate
+from tasks.storage.repeats import RepeatedKeys
+from tasks.validation.core import Validation, rejection_message
 
 
-def validate_step(conn: Connection, job: dict[str, Any], payload: Any) -> StageOutput:
-    output = validate(payload, get_data_type(job["data_type"]),
-                      job["options"].get("validation_rules"))
-    message = rejection_message(output)
-    if message:  # on_invalid reject_batch, and validation did not pass
-        raise StageFailure("validation_failed", message, result=output.result,
-                           rejected=output.rejected)
-    return output
+def validate_step(conn: Connection, job: dict[str, Any], source: StageInput,
+                  sink: StageSink) -> StageOutput:
+    validation = Validation(get_data_type(job["data_type"]),
+                            job["options"].get("validation_rules"))
+    # A key repeated in two chunks fails a unique rule as it would within one chunk: a
+    # first pass gives every unique rule's keys.
+    repeats = RepeatedKeys.in_batch(
+        conn, "unique", source,
+        lambda chunk: ((rule, i, key) for rule, keyed in validation.keys(chunk).items()
+                       for i, key in keyed),
+    ) if validation.has_unique and source.spans_chunks else None
+    for offset, chunk in source.chunks():
+        if not isinstance(chunk, list):
+            raise StageFailure("invalid_payload", "the validate stage takes a list of records")
+        repeated = (repeats.within(offset, offset + len(chunk)) if repeats is not None
+                    else None)
+        valid, rejected = validation.check(chunk, offset, repeated)
+        sink.write(valid)
+        sink.reject(rejected, offset)
+    result = validation.result()
+    message = rejection_message(result)
+    # on_invalid reject_batch, and validation did not pass: the job fails, and the records
+    # quarantined so far stay with their reasons.
+    failure = StageFailure("validation_failed", message, result=result) if message else None
+    return StageOutput(records=[], result=result, records_in=validation.size, failure=failure)
 
 
 @shared_task(name="validation.validate", **STAGE_TASK_OPTIONS)

@@ -1,0 +1,118 @@
+"""A stage's input and output, one chunk at a time: what bounds a worker's memory.
+
+A batch is stored as chunks of records (`payloads`). A stage reads a chunk, works on it,
+writes its output chunk and its quarantined records, and lets go of it before reading
+the next, so a worker holds one chunk whatever the batch's size. All of it happens in
+the stage's one transaction: a crash still leaves the stage either done or to be redone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from tasks import progress
+from tasks.storage import payloads, quarantine
+from tasks.storage.schema import payloads_table
+
+
+class StageInput:
+    """The chunks of one stored batch, read in order, each decoded when its turn comes.
+
+    The first chunk is fetched at once with the number of chunks (one round trip for the
+    common one-chunk job), so a stage can tell before its first pass whether the batch
+    spans chunks; `chunks()` may be called again for another pass.
+    """
+
+    def __init__(self, conn: Connection, job_id: str, name: str) -> None:
+        self.conn, self.job_id, self.name = conn, job_id, name
+        row = conn.execute(self._query(-1).add_columns(func.count().over())).first()
+        self._first: tuple[int, str] | None = (row[0], row[1]) if row else None
+        self.chunk_count: int = row[2] if row else 0
+
+    def _query(self, after: int) -> Any:
+        table = payloads_table.c
+        return (select(table.seq, table.body)
+                .where(table.job_id == self.job_id, table.name == self.name, table.seq > after)
+                .order_by(table.seq).limit(1))
+
+    @property
+    def spans_chunks(self) -> bool:
+        return self.chunk_count > 1
+
+    def chunks(self, report_progress: bool = True) -> Iterator[tuple[int, Any]]:
+        """(offset of the chunk's first record in the batch, decoded chunk), in order. A
+        platform response stored whole is one chunk that is not a list (offset 0). Progress
+        is reported as each chunk starts (not in a stage's first pass over its input)."""
+        if self._first is None:
+            yield 0, []  # no stored input: an empty batch
+            return
+        offset = 0
+        seq, body = self._first
+        while True:
+            chunk = orjson.loads(body)
+            del body  # the text and the decoded chunk are never both kept past this point
+            if report_progress:
+                progress.enter_chunk(offset)
+            yield offset, chunk
+            offset += len(chunk) if isinstance(chunk, list) else 0
+            del chunk
+            if self.chunk_count == 1:
+                return
+            row = self.conn.execute(self._query(seq)).first()
+            if row is None:
+                return
+            seq, body = row
+
+    def records(self) -> Iterator[Any]:
+        """Every record of the batch in order (a chunk at a time underneath)."""
+        for _, chunk in self.chunks():
+            yield from chunk
+
+
+class StageSink:
+    """Where a stage puts what it produces, chunk by chunk, in the stage's transaction:
+    records that go on (to the next stage's input) and quarantined records."""
+
+    def __init__(self, conn: Connection, job_id: str, name: str, *, keep_records: bool = True,
+                 replace: bool = False) -> None:
+        self.conn, self.job_id, self.name = conn, job_id, name
+        self.keep_records = keep_records
+        self.written = 0
+        self.rejected = 0
+        self._seq = 0
+        if replace:  # a stage run again replaces what an earlier attempt left
+            payloads.discard(conn, job_id, [name])
+
+    def write(self, records: Sequence[Any]) -> None:
+        """Records that go on to the next stage."""
+        self.written += len(records)
+        if self.keep_records and records:
+            self._seq = payloads.save(self.conn, self.job_id, self.name, records,
+                                      first_seq=self._seq)
+
+    def reject(self, rejected: Sequence[quarantine.Rejected], offset: int = 0) -> None:
+        """Refused records; their indices are relative to the chunk starting at `offset`."""
+        self.rejected += len(rejected)
+        quarantine.save(self.conn, self.job_id, self.name, rejected, offset=offset)
+
+    def close(self) -> None:
+        """An empty output is still an output: the next stage must find it."""
+        if self.keep_records and self._seq == 0:
+            self._seq = payloads.save(self.conn, self.job_id, self.name, [])
+
+
+def add_counts(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """A stage's result over a batch from its results over chunks: counts add up, any
+    other value (a timestamp, a status, a list of names) is the latest chunk's."""
+    for key, value in part.items():
+        before = total.get(key)
+        if (type(value) is int and type(before) is int):
+            total[key] = before + value
+        else:
+            total[key] = value
+    return total

@@ -1,0 +1,114 @@
+"""Keys that occur more than once in a batch too large to hold in memory at once.
+
+A stage feeds the keys of every chunk (with each record's position in the batch) to a
+temporary table (a first pass, `in_batch`); PostgreSQL groups them, and the stage then
+asks, chunk by chunk, which of its positions hold a repeated key and whether each is that
+key's last occurrence.
+Memory in the worker stays one chunk's keys, whatever the batch's size.
+
+Keys are compared as text (`key_text`): numbers that are equal in Python (1, 1.0,
+Decimal("1.00")) have one text, so the comparison agrees with a dict's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from psycopg2 import sql
+from sqlalchemy.engine import Connection
+
+from tasks.chunks import StageInput
+from tasks.coerce import json_default
+
+
+def _tagged(value: Any) -> list[Any]:
+    """A value with a tag that keeps numbers apart from any other value; one text per
+    number: 1, 1.0 and Decimal("1.00") are equal in Python."""
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        number = Decimal(value)
+        if not number.is_finite():
+            return ["n", str(number)]
+        whole = number == number.to_integral_value()
+        return ["n", str(int(number)) if whole else format(number.normalize(), "f")]
+    return ["v", value]
+
+
+def key_text(key: Any) -> str:
+    """One text per key value (a field's value, or a tuple of them)."""
+    parts = [_tagged(v) for v in key] if isinstance(key, tuple) else _tagged(key)
+    return orjson.dumps(parts, default=json_default, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class RepeatedKeys:
+    """Repeated keys of one batch, in groups (one per rule or key kind), found by
+    PostgreSQL. Use: `add` every chunk's keys, `finish`, then `within` per chunk. The
+    tables live until the end of the stage's transaction."""
+
+    def __init__(self, conn: Connection, name: str) -> None:
+        # `name` is a constant of the calling stage, never a user's string.
+        self._dbapi = conn.connection.dbapi_connection
+        self._keys = sql.Identifier(f"_keys_{name}")
+        self._repeated = sql.Identifier(f"_repeated_{name}")
+        with self._dbapi.cursor() as cursor:
+            cursor.execute(sql.SQL(
+                "CREATE TEMP TABLE {} (grp int, pos bigint, key text) ON COMMIT DROP"
+            ).format(self._keys))
+
+    @classmethod
+    def in_batch(cls, conn: Connection, name: str, source: StageInput,
+                 keys_of: Callable[[list[Any]], Iterable[tuple[int, int, Any]]],
+                 ) -> RepeatedKeys:
+        """A first pass over `source`: `keys_of(chunk)` gives (group, index in the chunk,
+        key) for the records whose keys are compared."""
+        repeats = cls(conn, name)
+        for offset, chunk in source.chunks(report_progress=False):
+            if isinstance(chunk, list):
+                repeats.add(keys_of(chunk), offset)
+        repeats.finish()
+        return repeats
+
+    def add(self, keyed: Iterable[tuple[int, int, Any]], offset: int) -> None:
+        """(group, index, key) of a chunk starting at `offset`; a None key is not compared."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerows((group, offset + index, key_text(key))
+                         for group, index, key in keyed if key is not None)
+        buffer.seek(0)
+        with self._dbapi.cursor() as cursor:
+            cursor.copy_expert(
+                sql.SQL("COPY {} (grp, pos, key) FROM STDIN WITH (FORMAT csv)")
+                .format(self._keys).as_string(cursor), buffer)
+
+    def finish(self) -> None:
+        with self._dbapi.cursor() as cursor:
+            cursor.execute(sql.SQL(
+            "CREATE TEMP TABLE {repeated} ON COMMIT DROP AS"
+                " SELECT grp, pos, pos = max(pos) OVER (PARTITION BY grp, key) AS last"
+                " FROM {keys} WHERE (grp, key) IN"
+                " (SELECT grp, key FROM {keys} GROUP BY grp, key HAVING count(*) > 1);"
+                " CREATE INDEX ON {repeated} (pos); ANALYZE {repeated}; DROP TABLE {keys}"
+            ).format(repeated=self._repeated, keys=self._keys))
+
+    def within(self, start: int, stop: int) -> dict[int, dict[int, bool]]:
+        """Per group, the repeated positions in [start, stop), relative to `start`, each
+        mapped to whether it is its key's last occurrence in the batch."""
+        with self._dbapi.cursor() as cursor:
+            cursor.execute(sql.SQL(
+                "SELECT grp, pos, last FROM {} WHERE pos >= %s AND pos < %s"
+            ).format(self._repeated), (start, stop))
+            rows = cursor.fetchall()
+        found: dict[int, dict[int, bool]] = {}
+        for group, pos, last in rows:
+            found.setdefault(group, {})[pos - start] = last
+        return found
+
+    def superseded(self, start: int, stop: int) -> set[int]:
+        """Positions in [start, stop), relative to `start`, whose key (of group 0) occurs
+        again later in the batch: the last record of a key wins."""
+        found = self.within(start, stop).get(0, {})
+        return {position for position, last in found.items() if not last}

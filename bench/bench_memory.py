@@ -1,8 +1,8 @@
 """Memory: a large NDJSON or CSV file ingested over HTTP, peak resident memory per process.
 
-The file (1 GB by default) is streamed to POST /api/v1/ingest, which stores it a chunk at
-a time; the job then runs ingest → validate → process → store with the stages reading
-and writing a chunk at a time. A sampler reads every process of the API (gunicorn
+The file (1 GB by default) is streamed to POST /api/v1/data_pipeline/ingest, which
+stores it a chunk at a time; the job then runs ingest → validate → process → store with
+the stages reading and writing a chunk at a time. A sampler reads every process of the API (gunicorn
 master and workers) and of the Celery worker (main process and pool children) four
 times a second, plus each process's own high-water mark (VmHWM). Target: every one of
 them under 300 MB, whatever the file's size.
@@ -104,7 +104,7 @@ class Sampler:
 
 
 def post_file(base: str, path: Path, fmt: str) -> tuple[int, dict]:
-    url = f"{base}/api/v1/ingest?source=generic&data_type=campaign_performance"
+    url = f"{base}/api/v1/data_pipeline/ingest?source=generic&data_type=campaign_performance"
     with path.open("rb") as body:
         request = urllib.request.Request(url, method="POST", data=body, headers={
             "Content-Type": CONTENT_TYPES[fmt], "Content-Length": str(path.stat().st_size)})

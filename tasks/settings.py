@@ -61,7 +61,7 @@ class Settings:
     max_file_bytes: int = 4 * 1024**3
     max_file_records: int = 50_000_000
     # Records per stored chunk of a batch; bounds a worker's memory per step.
-    chunk_records: int = 20_000
+    chunk_records: int = 10_000
     # A job queued, or a stage running, this long without a heartbeat is presumed lost:
     # the recovery sweep (run every sweep_interval_seconds) sends it again.
     stale_job_seconds: float = 120.0
@@ -85,7 +85,7 @@ class Settings:
             max_records=_int(env, "MAX_RECORDS_PER_REQUEST", 1_000_000, minimum=1),
             max_file_bytes=_int(env, "MAX_FILE_BYTES", 4 * 1024**3, minimum=1024),
             max_file_records=_int(env, "MAX_FILE_RECORDS", 50_000_000, minimum=1),
-            chunk_records=_int(env, "CHUNK_RECORDS", 20_000, minimum=100),
+            chunk_records=_int(env, "CHUNK_RECORDS", 10_000, minimum=100),
             stale_job_seconds=_float(env, "STALE_JOB_SECONDS", 120.0),
             sweep_interval_seconds=_float(env, "RECOVERY_SWEEP_SECONDS", 30.0),
             log_json=env.get("LOG_FORMAT", "").strip().lower() == "json",

@@ -51,7 +51,7 @@ def iter_ndjson_records(
     """Chunks of up to `chunk_size` objects, one per non-blank line."""
     _check_chunk_size(chunk_size)
     chunk: list[dict[str, Any]] = []
-    for number, line in enumerate(binary_stream, start=1):
+    for number, line in enumerate(_lines(binary_stream), start=1):
         if number == 1 and line.startswith(_BOM):
             line = line[len(_BOM):]
         if not line or line.isspace():
@@ -69,6 +69,21 @@ def iter_ndjson_records(
             chunk = []
     if chunk:
         yield chunk
+
+
+def _lines(binary_stream: IO[bytes], block: int = 1 << 16) -> Iterator[bytes]:
+    """The stream's lines, read in large blocks: a server's request stream (gunicorn's
+    body reader) reads a line at a time in Python, some 15 times slower."""
+    rest = b""
+    while True:
+        data = binary_stream.read(block)
+        if not data:
+            break
+        lines = (rest + data).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
 
 
 def iter_csv_records(

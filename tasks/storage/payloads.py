@@ -17,7 +17,7 @@ from tasks.coerce import json_default
 from tasks.storage.schema import payloads_table
 
 RAW = "raw"
-DEFAULT_CHUNK = 20_000
+DEFAULT_CHUNK = 10_000
 
 
 def encode(records: Sequence[Any]) -> str:

@@ -155,11 +155,11 @@ def test_ndjson_errors_name_the_line(data: bytes, line: int, message: str) -> No
 
 
 def test_ndjson_is_read_incrementally() -> None:
-    stream = CountingStream(b"".join(b'{"campaign_id": "%d"}\n' % i for i in range(20000)))
+    stream = CountingStream(b"".join(b'{"campaign_id": "%d"}\n' % i for i in range(100_000)))
     chunks = iter_ndjson_records(stream, 100)
     assert len(next(chunks)) == 100
     assert stream.high_water < len(stream.getvalue()) // 10
-    assert sum(len(chunk) for chunk in chunks) == 20000 - 100
+    assert sum(len(chunk) for chunk in chunks) == 100_000 - 100
 
 
 def test_chunk_size_and_format_are_checked() -> None:

@@ -67,8 +67,11 @@ class Tracker:
     `report` and publishes the start and end to Celery."""
 
     def __init__(self, job_id: str, stage: str, attempt: int, total: int | None,
-                 min_interval: float | None = None) -> None:
+                 min_interval: float | None = None, write_row: bool = True) -> None:
         self.job_id, self.stage, self.attempt = job_id, stage, attempt
+        # False while the stage's own transaction holds the job row: a write from another
+        # connection would wait for it forever.
+        self.write_row = write_row
         self.total = total
         self.done = 0
         self.base = 0  # records of the batch before the chunk being worked on
@@ -103,6 +106,9 @@ class Tracker:
                 return
             self._last_write = now
         progress = jobs.progress_snapshot(self.stage, records_done, self.total)
+        if not self.write_row:
+            self._publish(progress)
+            return
         try:
             # A short transaction of its own: the stage's own transaction is uncommitted.
             with db.get_engine().begin() as conn:

@@ -34,6 +34,10 @@ Step = Callable[[Connection, dict[str, Any], StageInput, StageSink], StageOutput
 # A stage whose holder has not beaten its heartbeat for this long is presumed dead.
 DEFAULT_STALE_SECONDS = 120.0
 
+# Stages with at most this many input records run in the transaction that claims them
+# (see run_stage): a chunk's work takes well under a second.
+ONE_TRANSACTION_RECORDS = payloads.DEFAULT_CHUNK
+
 # Options of every stage task: late acks so a lost worker means a redelivery.
 STAGE_TASK_OPTIONS: dict[str, Any] = {"bind": True, "max_retries": 8, "acks_late": True}
 
@@ -90,55 +94,41 @@ def run_stage(
     job_id: str, stage_name: str, step: Step, *, claimant: str | None = None,
     stale_seconds: float = DEFAULT_STALE_SECONDS,
 ) -> dict[str, Any]:
-    """Run one stage of a job; returns a small summary (never the records)."""
+    """Run one stage of a job; returns a small summary (never the records).
+
+    A stage whose input fits in one chunk runs in the transaction that claims it, with
+    the job row locked until it commits: nothing else can take it, so it needs neither
+    a committed claim nor a heartbeat (a crash rolls it all back, and the message or the
+    recovery sweep runs it again). A longer stage commits its claim first and keeps a
+    heartbeat while it works, so that the sweep can tell a live holder from a dead one.
+    """
     engine = db.get_engine()
     claimant = claimant or f"local-{uuid.uuid4()}"
-    with engine.begin() as conn:
-        job = jobs.claim_stage(conn, job_id, stage_name, claimant, stale_seconds)
-    if job is None:
-        log.info("job %s: stage %s skipped (done, finished or held by another task)",
-                 job_id, stage_name)
-        return {"job_id": job_id, "stage": stage_name, "skipped": True}
-    attempt = jobs.stage_attempt(job, stage_name)
     started = time.perf_counter()
-    log.info("job %s: stage %s started (attempt %d)", job_id, stage_name, attempt)
-    is_last = job["stages"][-1]["name"] == stage_name
+    job: dict[str, Any] | None = None
     try:
-        with (Heartbeat(job_id, stage_name, attempt, max(0.5, min(10.0, stale_seconds / 4))),
-              progress.Tracker(job_id, stage_name, attempt, jobs.input_count(job, stage_name))):
-            with engine.begin() as conn:
-                if is_last:  # the stored rows and the job's success: never lost once said
-                    db.durable_commit(conn)
-                source = StageInput(conn, job_id, jobs.input_name(job, stage_name))
-                # The last stage's output goes nowhere: it has no next stage to read it.
-                sink = StageSink(conn, job_id, stage_name, keep_records=not is_last,
-                                 replace=attempt > 1)
-                output = step(conn, job, source, sink)
-                sink.write(output.records)  # what a step returned rather than wrote
-                sink.reject(output.rejected)
-                sink.close()
-                # Commit only if no one took the stage over meanwhile (we were presumed dead).
-                current = jobs.get(conn, job_id, for_update=True)
-                if not jobs.owns_stage(current, stage_name, attempt):
-                    raise _Superseded  # rolls back everything this attempt wrote
-                assert current is not None
-                records_out = sink.written if output.records_out is None else output.records_out
-                if output.failure is not None:  # the job fails; what was quarantined stays
-                    failure = output.failure
-                    jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
-                              failure.details, failure.result)
-                else:
-                    jobs.finish_stage(
-                        conn, current, stage_name, records_in=output.records_in,
-                        records_out=records_out, result=output.result,
-                        job_result=(_pipeline_result(current, output.result, sink.rejected)
-                                    if is_last else None),
-                        progress=jobs.progress_snapshot(stage_name, output.records_in,
-                                                        output.records_in),
-                    )
-                if is_last or output.failure is not None:
-                    # Intermediate outputs are no longer needed; the raw batch stays for replay.
-                    payloads.discard(conn, job_id, [s["name"] for s in job["stages"]])
+        with engine.begin() as conn:
+            job = jobs.claim_stage(conn, job_id, stage_name, claimant, stale_seconds,
+                                   write=False)
+            if job is None:
+                log.info("job %s: stage %s skipped (done, finished or held by another task)",
+                         job_id, stage_name)
+                return {"job_id": job_id, "stage": stage_name, "skipped": True}
+            attempt = jobs.stage_attempt(job, stage_name)
+            log.info("job %s: stage %s started (attempt %d)", job_id, stage_name, attempt)
+            total = jobs.input_count(job, stage_name)
+            short = total <= ONE_TRANSACTION_RECORDS
+            if short:
+                with progress.Tracker(job_id, stage_name, attempt, total, write_row=False):
+                    output, sink = _work(conn, job, stage_name, step, attempt, locked=True)
+            else:
+                jobs.write_claim(conn, job)
+        if not short:
+            with (Heartbeat(job_id, stage_name, attempt,
+                            max(0.5, min(10.0, stale_seconds / 4))),
+                  progress.Tracker(job_id, stage_name, attempt, total),
+                  engine.begin() as conn):
+                output, sink = _work(conn, job, stage_name, step, attempt, locked=False)
     except _Superseded:
         log.warning("job %s: stage %s was taken over; attempt %d discarded",
                     job_id, stage_name, attempt)
@@ -159,12 +149,60 @@ def run_stage(
     # (or fail) the stage, and a hot counter row is then locked only for an instant.
     stats.record_after(engine, stage=stage_name, data_type=job["data_type"],
                        outcome=stats.SUCCEEDED, records_in=output.records_in,
-                       records_out=records_out, seconds=time.perf_counter() - started)
+                       records_out=_records_out(output, sink),
+                       seconds=time.perf_counter() - started)
     log.info("job %s: stage %s succeeded", job_id, stage_name)
     return {"job_id": job_id, "stage": stage_name, "records_out": sink.written}
 
 
-def _count_failure(engine: Any, job: dict[str, Any], stage_name: str, started: float) -> None:
+def _records_out(output: StageOutput, sink: StageSink) -> int:
+    return sink.written if output.records_out is None else output.records_out
+
+
+def _work(conn: Connection, job: dict[str, Any], stage_name: str, step: Step, attempt: int,
+          *, locked: bool) -> tuple[StageOutput, StageSink]:
+    """The stage's work and its outcome, in the caller's transaction. `locked`: the job
+    row has been locked by this transaction since the claim (else ownership is checked
+    before anything is recorded)."""
+    job_id = job["id"]
+    is_last = job["stages"][-1]["name"] == stage_name
+    if is_last:  # the stored rows and the job's success: never lost once said
+        db.durable_commit(conn)
+    source = StageInput(conn, job_id, jobs.input_name(job, stage_name))
+    # The last stage's output goes nowhere: it has no next stage to read it.
+    sink = StageSink(conn, job_id, stage_name, keep_records=not is_last, replace=attempt > 1)
+    output = step(conn, job, source, sink)
+    sink.write(output.records)  # what a step returned rather than wrote
+    sink.reject(output.rejected)
+    sink.close()
+    current = job
+    if not locked:
+        # Commit only if no one took the stage over meanwhile (we were presumed dead).
+        current = jobs.get(conn, job_id, for_update=True)  # type: ignore[assignment]
+        if not jobs.owns_stage(current, stage_name, attempt):
+            raise _Superseded  # rolls back everything this attempt wrote
+    if output.failure is not None:  # the job fails; what was quarantined stays
+        failure = output.failure
+        jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
+                  failure.details, failure.result)
+    else:
+        jobs.finish_stage(
+            conn, current, stage_name, records_in=output.records_in,
+            records_out=_records_out(output, sink), result=output.result,
+            job_result=(_pipeline_result(current, output.result, sink.rejected)
+                        if is_last else None),
+            progress=jobs.progress_snapshot(stage_name, output.records_in, output.records_in),
+        )
+    if is_last or output.failure is not None:
+        # Intermediate outputs are no longer needed; the raw batch stays for replay.
+        payloads.discard(conn, job_id, [s["name"] for s in job["stages"]])
+    return output, sink
+
+
+def _count_failure(engine: Any, job: dict[str, Any] | None, stage_name: str,
+                   started: float) -> None:
+    if job is None:
+        return
     stats.record_after(engine, stage=stage_name, data_type=job["data_type"],
                        outcome=stats.FAILED, records_in=jobs.input_count(job, stage_name),
                        records_out=0, seconds=time.perf_counter() - started)

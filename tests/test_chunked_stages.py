@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from tasks import progress
+from tasks import progress, runner
 from tasks.chunks import StageInput
 from tasks.ingestion.tasks import ingest_step
 from tasks.processing.tasks import process_step
@@ -152,6 +152,7 @@ def test_ingest_in_chunks_and_a_whole_platform_response(engine: Engine):
 
 def test_a_stage_reads_one_chunk_at_a_time_and_reports_progress_across_them(engine, monkeypatch):
     monkeypatch.setattr(progress, "MIN_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(runner, "ONE_TRANSACTION_RECORDS", 0)  # a claimed, long stage
     job_id = stored_job(engine, [{"campaign_id": f"g{i}"} for i in range(30)],
                         ["validate", "later"], chunk=SMALL)
     seen: list[tuple[int, int, Any]] = []

@@ -122,8 +122,11 @@ def _seconds_since(stamp: str | None, now: datetime) -> float:
 
 def claim_stage(
     conn: Connection, job_id: str, stage_name: str, claimant: str, stale_seconds: float,
+    *, write: bool = True,
 ) -> dict[str, Any] | None:
     """Lock the job and take the stage for `claimant` (a task id); None when it must not run.
+    With `write` False the claim is only made on the returned job (the caller writes it
+    with `write_claim`, or with `finish_stage` in the same transaction).
 
     Not run: a stage already succeeded, a job already finished, or a stage that another
     task holds with a fresh heartbeat. The same task (a retry, or its message redelivered
@@ -157,9 +160,17 @@ def claim_stage(
     }
     if job["started_at"] is None:
         values["started_at"] = now
-    conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(**values))
     job.update(values)
+    if write:
+        write_claim(conn, job)
     return job
+
+
+def write_claim(conn: Connection, job: dict[str, Any]) -> None:
+    """Record the claim `claim_stage` made on `job`."""
+    conn.execute(update(jobs_table).where(jobs_table.c.id == job["id"]).values(
+        stages=job["stages"], status=job["status"], updated_at=job["updated_at"],
+        progress=job["progress"], started_at=job["started_at"]))
 
 
 def owns_stage(job: dict[str, Any] | None, stage_name: str, attempt: int) -> bool:
@@ -209,7 +220,8 @@ def finish_stage(
         finished_at=isoformat(now), result=result,
     )
     last = job["stages"][-1]["name"] == stage_name
-    values: dict[str, Any] = {"stages": job["stages"], "updated_at": now, "progress": progress}
+    values: dict[str, Any] = {"stages": job["stages"], "updated_at": now, "progress": progress,
+                              "status": job["status"], "started_at": job["started_at"]}
     if last:
         values.update(status=SUCCEEDED, finished_at=now, result=job_result or result)
     conn.execute(update(jobs_table).where(jobs_table.c.id == job["id"]).values(**values))

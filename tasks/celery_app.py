@@ -9,9 +9,10 @@ from celery.signals import (
     task_postrun,
     task_prerun,
     worker_process_init,
+    worker_process_shutdown,
 )
 
-from tasks import logs
+from tasks import logs, stats
 from tasks.settings import Settings
 from tasks.storage import db
 
@@ -59,7 +60,6 @@ def celery_config(settings: Settings) -> dict:
         "task_default_queue": CPU_QUEUE,
         "task_routes": {"storage.*": {"queue": STORE_QUEUE}},
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
         "task_track_started": True,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,
@@ -93,6 +93,11 @@ def make_celery(settings: Settings, task_cls: str | type = "celery.app.task:Task
 def _fresh_connections_per_child(**_: object) -> None:
     db.dispose_after_fork()
     db.use_for_worker()
+
+
+@worker_process_shutdown.connect
+def _count_the_last_stages(**_: object) -> None:
+    stats.flush()
 
 
 STAGE_OF_TASK = {name: stage for stage, name in TASK_NAMES.items()}

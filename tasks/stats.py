@@ -1,11 +1,12 @@
 """Stage statistics for /metrics: runs, records in and out, and durations by stage.
 
 Stages run in worker processes the API cannot see, so the runner adds each finished stage
-to a small table right after the stage commits, in a short transaction of its own (a hot
-counter row is locked only for an instant, and a counter can never fail a stage). The
-counts survive restarts (Prometheus counters that never go back); a worker dying between
-the two commits loses one stage's counts, never the stage. One row per (stage, data type, outcome,
-duration bucket), so a finish touches one row and the table stays a few hundred rows.
+to a small table right after the stage commits, in a short transaction of a thread of its
+own (a hot counter row is locked only for an instant, and a counter can never fail or
+delay a stage). The counts survive restarts (Prometheus counters that never go back); a
+worker dying before its thread wrote them loses a stage's counts, never the stage. One row
+per (stage, data type, outcome, duration bucket), so a finish touches one row and the
+table stays a few hundred rows.
 
 The table is created with CREATE TABLE IF NOT EXISTS by `ensure_table` (called by the app
 factory); it holds only derived numbers and may be dropped at any time to reset them.
@@ -15,7 +16,11 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
+import queue
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -73,23 +78,73 @@ def bucket_of(seconds: float) -> int:
     return bisect.bisect_left(DURATION_BUCKETS, seconds)
 
 
-def record_after(engine: Engine, *, stage: str, data_type: str, outcome: str,
-                 records_in: int, records_out: int, seconds: float) -> None:
-    """Add one finished stage, in a short transaction of its own after the stage committed;
-    an error is logged once per process (metrics must never fail a job)."""
+class _Writer:
+    """Adds finished stages to the table from a thread of its own, off the task's path:
+    the next stage's message goes out without waiting for a counter. Stages finished
+    while a write is under way go together in the next transaction."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Engine, dict[str, Any]] | None] = \
+            queue.SimpleQueue()
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._pid: int | None = None
+
+    def submit(self, engine: Engine, row: dict[str, Any]) -> None:
+        with self._idle:
+            if self._pid != os.getpid():  # first use in this process (or a forked child)
+                self._pid = os.getpid()
+                self._pending = 0
+                threading.Thread(target=self._run, name="stage-stats", daemon=True).start()
+            self._pending += 1
+        self._queue.put((engine, row))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every submitted stage is written; False on time-out."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get())
+            _write(batch)
+            with self._idle:
+                self._pending -= len(batch)
+                self._idle.notify_all()
+
+
+def _write(batch: list[tuple[Engine, dict[str, Any]]]) -> None:
     try:
+        engine = batch[0][0]
         with engine.begin() as conn:
-            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            conn.execute(_ADD, {
-                "stage": stage, "data_type": data_type, "outcome": outcome,
-                "bucket": bucket_of(seconds), "records_in": records_in,
-                "records_out": records_out, "seconds": max(0.0, seconds),
-            })
+            conn.execute(_ADD, [row for _, row in batch])
     except Exception:
         global _warned
         if not _warned:  # a missing table would say so on every stage
             log.warning("stage statistics not recorded", exc_info=True)
             _warned = True
+
+
+_writer = _Writer()
+
+
+def record_after(engine: Engine, *, stage: str, data_type: str, outcome: str,
+                 records_in: int, records_out: int, seconds: float) -> None:
+    """Add one finished stage, after the stage committed, in a short transaction of the
+    process's stats thread; an error is logged once per process (metrics must never fail
+    or delay a job). `flush` waits for what was added."""
+    _writer.submit(engine, {
+        "stage": stage, "data_type": data_type, "outcome": outcome,
+        "bucket": bucket_of(seconds), "records_in": records_in,
+        "records_out": records_out, "seconds": max(0.0, seconds),
+    })
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until the stages this process finished are counted (tests, shutdown)."""
+    return _writer.flush(timeout)
 
 
 @dataclass

@@ -88,11 +88,18 @@ def test_stage_runs_records_and_durations_come_from_the_workers(client, run_job)
     job = run_job("ingest", {"source": "meta_ads", "data_type": CAMPAIGN,
                              "data": {"records": records}})
     assert job["status"] == "succeeded"
-    after = scrape(client)
 
     def delta(name: str, stage: str) -> float:
         labels = {"stage": stage, "data_type": CAMPAIGN, "outcome": "succeeded"}
         return value(after, name, **labels) - value(before, name, **labels)
+
+    # The worker counts a stage from a thread of its own, just after the stage commits.
+    deadline = time.monotonic() + 10
+    while True:
+        after = scrape(client)
+        if delta("pipeline_stage_runs_total", "store") >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
 
     for stage in ("ingest", "validate", "process", "store"):
         assert delta("pipeline_stage_runs_total", stage) == 1

@@ -92,6 +92,7 @@ def test_a_failed_stage_keeps_its_last_progress_and_is_counted(engine):
         raise StageFailure("broken", "the core gave up")
 
     assert run_stage(job_id, "process", step)["failed"] == "broken"
+    assert stats.flush()  # counters are written by a thread of their own
     assert _progress(engine, job_id) == {"stage": "process", "records_done": 2,
                                          "records_total": 3}
     with engine.connect() as conn:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
+from types import CodeType
 from typing import Any
 
 import orjson
@@ -100,6 +101,22 @@ class Run:
     seen: set[str] = field(default_factory=set)
     # Per unique rule (by position): (index, key) of each record whose key is compared.
     keys: dict[int, list[tuple[int, Any]]] = field(default_factory=dict)
+
+
+# Compiled generated sources: the same rules over the same layout give the same source
+# (values the code needs live in its namespace), and compiling is most of a small batch's
+# validation time.
+_CODE_CACHE_SIZE = 256
+_code_cache: dict[str, CodeType] = {}
+
+
+def _compiled(source: str) -> CodeType:
+    code = _code_cache.get(source)
+    if code is None:
+        if len(_code_cache) >= _CODE_CACHE_SIZE:
+            _code_cache.pop(next(iter(_code_cache)))  # the oldest
+        code = _code_cache[source] = compile(source, "<validation program>", "exec")
+    return code
 
 
 def choose_layout(records: list[Any], kinds: Mapping[str, str]) -> tuple[str, ...] | None:
@@ -191,7 +208,7 @@ class Program:
         self.namespace.update(DATES=dates, PARSE_DATE=parse_date, SMALL_DEC=SMALL_DEC)
         self.declared, self.undeclared = self._variables()
         self.source = self._generate()
-        exec(compile(self.source, "<validation program>", "exec"), self.namespace)
+        exec(_compiled(self.source), self.namespace)
 
     # -- variables -----------------------------------------------------------------------
 

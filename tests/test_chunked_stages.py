@@ -170,3 +170,45 @@ def test_a_stage_reads_one_chunk_at_a_time_and_reports_progress_across_them(engi
     assert seen == [(0, 7, 0), (7, 7, 7), (14, 7, 14), (21, 7, 21), (28, 2, 28)]
     assert len(stage_output(engine, job_id, "validate")) == 30
     close_job(engine, job_id)
+
+
+def _die_in_the_middle(job_id: str, database_url: str) -> None:
+    """A worker that claims a short stage, writes its output, then is killed (SIGKILL)."""
+    import os
+    import signal
+
+    from tasks.storage import db
+
+    db.dispose_after_fork()
+    db.configure(database_url)
+
+    def step(conn: Any, job: dict[str, Any], source: StageInput, sink: Any) -> StageOutput:
+        sink.write(list(source.records()))
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
+
+    run_stage(job_id, "validate", step)
+
+
+def test_a_short_stage_killed_mid_transaction_leaves_no_trace_and_runs_again(engine: Engine):
+    """A stage of one chunk holds the job row from its claim to its commit: killed in
+    between, it leaves the job as it was (no claim, no output), and the next delivery
+    runs it."""
+    import multiprocessing
+
+    job_id = stored_job(engine, [{"campaign_id": "k1"}, {"campaign_id": "k2"}],
+                        ["validate", "later"])
+    with engine.connect() as conn:
+        before = jobs.get(conn, job_id)
+    worker = multiprocessing.get_context("fork").Process(
+        target=_die_in_the_middle, args=(job_id, engine.url.render_as_string(False)))
+    worker.start()
+    worker.join(30)
+    assert worker.exitcode == -9
+    with engine.connect() as conn:
+        after = jobs.get(conn, job_id)
+    assert after == before  # no claim, no attempt, no status change
+    assert stage_output(engine, job_id, "validate") == []
+    assert run_stage(job_id, "validate", validate_step)["records_out"] == 2
+    assert len(stage_output(engine, job_id, "validate")) == 2
+    close_job(engine, job_id)

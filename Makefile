@@ -54,7 +54,7 @@ stop: $(STAMP)
 reset: $(STAMP)
 	$(PY) -m stack reset
 
-## Benchmarks (minutes; bench/RESULTS.md has the figures); installs dlt for the comparison
+## Benchmarks (about an hour: 1 GB files, 1M rows; bench/RESULTS.md has the figures); installs dlt
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

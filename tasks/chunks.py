@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from tasks import progress
+from tasks.stage import StageOutput
 from tasks.storage import payloads, quarantine
 from tasks.storage.schema import payloads_table
 
@@ -85,6 +86,9 @@ class StageSink:
         self.written = 0
         self.rejected = 0
         self._seq = 0
+        self._records_in = 0
+        self._records_out: int | None = None
+        self._result: dict[str, Any] = {}
         if replace:  # a stage run again replaces what an earlier attempt left
             payloads.discard(conn, job_id, [name])
 
@@ -99,6 +103,21 @@ class StageSink:
         """Refused records; their indices are relative to the chunk starting at `offset`."""
         self.rejected += len(rejected)
         quarantine.save(self.conn, self.job_id, self.name, rejected, offset=offset)
+
+    def take(self, output: StageOutput, offset: int = 0) -> None:
+        """A core's output over the chunk starting at `offset`: its records go on, its
+        refused ones to quarantine, and its counts add up to the stage's (`summary`)."""
+        self.write(output.records)
+        self.reject(output.rejected, offset)
+        self._records_in += output.records_in
+        if output.records_out is not None:
+            self._records_out = (self._records_out or 0) + output.records_out
+        add_counts(self._result, output.result)
+
+    def summary(self) -> StageOutput:
+        """What the stage returns after taking every chunk's output."""
+        return StageOutput(records=[], result=self._result, records_in=self._records_in,
+                           records_out=self._records_out)
 
     def close(self) -> None:
         """An empty output is still an output: the next stage must find it."""

@@ -14,6 +14,7 @@ factory); it holds only derived numbers and may be dropped at any time to reset 
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import logging
 import os
@@ -96,6 +97,7 @@ class _Writer:
                 self._pid = os.getpid()
                 self._pending = 0
                 threading.Thread(target=self._run, name="stage-stats", daemon=True).start()
+                atexit.register(self.flush)
             self._pending += 1
         self._queue.put((engine, row))
 

@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.engine import Connection
 
-from tasks.chunks import StageInput, StageSink, add_counts
+from tasks.chunks import StageInput, StageSink
 from tasks.datatypes import get_data_type
 from tasks.processing.core import natural_keys, process
 from tasks.processing.lookups import DbLookups
@@ -33,21 +33,15 @@ def process_step(conn: Connection, job: dict[str, Any], source: StageInput,
         lambda chunk: ((0, i, key) for i, key in natural_keys(chunk, data_type)),
     ) if source.spans_chunks else None
     lookups = DbLookups(conn)
-    result: dict[str, Any] = {}
-    records_in = 0
     for offset, chunk in source.chunks():
         if not isinstance(chunk, list):
             raise StageFailure("invalid_payload", "the process stage takes a list of records")
         superseded = (repeats.superseded(offset, offset + len(chunk)) if repeats is not None
                       else set())
         # The chunk was read for this step alone: convert its records in place.
-        output = process(chunk, data_type, options, lookups, in_place=True,
-                         superseded=superseded)
-        sink.write(output.records)
-        sink.reject(output.rejected, offset)
-        records_in += output.records_in
-        add_counts(result, output.result)
-    return StageOutput(records=[], result=result, records_in=records_in)
+        sink.take(process(chunk, data_type, options, lookups, in_place=True,
+                          superseded=superseded), offset)
+    return sink.summary()
 
 
 @shared_task(name="processing.process", **STAGE_TASK_OPTIONS)

@@ -7,7 +7,7 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.engine import Connection
 
-from tasks.chunks import StageInput, StageSink, add_counts
+from tasks.chunks import StageInput, StageSink
 from tasks.datatypes import get_data_type
 from tasks.runner import STAGE_TASK_OPTIONS, run_celery_stage
 from tasks.stage import StageOutput
@@ -30,20 +30,13 @@ def store_step(conn: Connection, job: dict[str, Any], source: StageInput,
         conn, "natural_key", source,
         lambda chunk: ((0, i, key) for i, key in natural_keys(chunk, data_type)),
     ) if source.spans_chunks and not canonical else None
-    result: dict[str, Any] = {}
-    records_in = records_out = 0
     for offset, chunk in source.chunks():
         superseded = (repeats.superseded(offset, offset + len(chunk)) if repeats is not None
                       else set())
-        output = store(conn, chunk, data_type, job["options"].get("storage_options"),
-                       job_id=job["id"], accepted_at=job["created_at"], canonical=canonical,
-                       superseded=superseded)
-        sink.reject(output.rejected, offset)
-        records_in += output.records_in
-        records_out += output.records_out or 0
-        add_counts(result, output.result)
-    return StageOutput(records=[], result=result, records_in=records_in,
-                       records_out=records_out)
+        sink.take(store(conn, chunk, data_type, job["options"].get("storage_options"),
+                        job_id=job["id"], accepted_at=job["created_at"], canonical=canonical,
+                        superseded=superseded), offset)
+    return sink.summary()
 
 
 @shared_task(name="storage.store", **STAGE_TASK_OPTIONS)

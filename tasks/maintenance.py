@@ -35,13 +35,31 @@ def stale_jobs(older_than_seconds: float, limit: int = 500) -> list[dict[str, An
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
+def _resend(engine: Any, celery_app: Any, job_id: str, older_than_seconds: float) -> bool:
+    """Send the job's unfinished stages again, unless its row is locked: a stage of one
+    chunk runs with the row locked from its claim to its commit, so that job is at work,
+    not lost (and waiting for it would hold up the recovery of every other job)."""
+    cutoff = jobs.utcnow() - timedelta(seconds=older_than_seconds)
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(jobs_table.c.stages)
+            .where(jobs_table.c.id == job_id,
+                   jobs_table.c.status.in_([jobs.QUEUED, jobs.RUNNING]),
+                   jobs_table.c.updated_at < cutoff)
+            .with_for_update(key_share=True, skip_locked=True)
+        ).first()
+        if row is None:
+            return False
+        remaining = [s["name"] for s in row.stages if s["status"] != jobs.SUCCEEDED]
+        return bool(remaining) and enqueue(engine, celery_app, job_id, remaining, conn=conn)
+
+
 def recover(celery_app: Any, older_than_seconds: float) -> list[str]:
     """Re-enqueue the unfinished stages of every stale job; returns their ids."""
     engine = db.get_engine()
     recovered = []
     for job in stale_jobs(older_than_seconds):
-        remaining = [s["name"] for s in job["stages"] if s["status"] != jobs.SUCCEEDED]
-        if remaining and enqueue(engine, celery_app, job["id"], remaining):
+        if _resend(engine, celery_app, job["id"], older_than_seconds):
             recovered.append(job["id"])
     if recovered:
         log.warning("recovery sweep re-enqueued %d stale job(s): %s",

@@ -96,7 +96,7 @@ def _insert_job(conn: Connection, job_id: str, kind: str, data_type: str, source
                 stages: Sequence[str], options: dict[str, Any], records_count: int,
                 idempotency_key: str | None, request_hash: str | None, data: Any,
                 as_records: bool, chunk_records: int) -> dict[str, Any]:
-    jobs.create(
+    job = jobs.create(
         conn, job_id=job_id, kind=kind, data_type=data_type, source=source,
         stages=list(stages), options=options, records_count=records_count,
         idempotency_key=idempotency_key, request_hash=request_hash, enqueue_count=1,
@@ -107,17 +107,16 @@ def _insert_job(conn: Connection, job_id: str, kind: str, data_type: str, source
         # A platform's whole response: kept as it came, the adapter unpacks it.
         payloads.save_encoded(conn, job_id, payloads.RAW, 0, records_count,
                               payloads.encode(data))
-    job = jobs.get(conn, job_id)
-    assert job is not None
     return job
 
 
 def enqueue(engine: Engine, celery_app: Celery, job_id: str, stages: Sequence[str],
-            counted: bool = False) -> bool:
+            counted: bool = False, conn: Connection | None = None) -> bool:
     """Send the chain of `stages` for the job; False (and logged) when the broker refuses.
 
     `counted`: the job row already counts this sending (set when it was created, to save
-    a commit on the hot path); it is taken back if the broker refuses.
+    a commit on the hot path); it is taken back if the broker refuses. `conn`: count it in
+    the caller's transaction (which holds the job row) rather than in one of its own.
     """
     signatures = [
         celery_app.signature(TASK_NAMES[stage], args=(job_id,), immutable=True)
@@ -129,13 +128,19 @@ def enqueue(engine: Engine, celery_app: Celery, job_id: str, stages: Sequence[st
         log.warning("job %s accepted but not enqueued (broker: %s); the sweep will retry",
                     job_id, exc)
         if counted:
-            with engine.begin() as conn:
-                jobs.mark_enqueued(conn, job_id, -1)
+            _count_sending(engine, conn, job_id, -1)
         return False
     if not counted:
-        with engine.begin() as conn:
-            jobs.mark_enqueued(conn, job_id)
+        _count_sending(engine, conn, job_id, 1)
     return True
+
+
+def _count_sending(engine: Engine, conn: Connection | None, job_id: str, delta: int) -> None:
+    if conn is not None:
+        jobs.mark_enqueued(conn, job_id, delta)
+        return
+    with engine.begin() as own:
+        jobs.mark_enqueued(own, job_id, delta)
 
 
 class TooManyRecords(ValueError):

@@ -120,3 +120,32 @@ def test_a_stage_never_runs_before_the_stages_it_depends_on(settings, engine, pa
     with engine.connect() as conn:
         stored = jobs.get(conn, job["id"])
     assert [s["status"] for s in stored["stages"]] == ["pending"] * 4
+
+
+def test_the_sweep_passes_over_a_job_whose_row_a_stage_holds(app, client, engine, job_waiter):
+    """A stage of one chunk holds its job row from claim to commit. A job that looks
+    stale while so held is at work: the sweep neither waits for it (it would hold up
+    every other job's recovery) nor sends it again; once the row is free, it does."""
+    import threading
+
+    from sqlalchemy import text
+
+    from tasks import maintenance
+    from tests.helpers import stored_job
+
+    job_id = stored_job(engine, [{"campaign_id": "sweep-1", "spend": "1"}], ["ingest"])
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE pipeline_jobs SET updated_at = now() - interval '1 hour'"
+                          " WHERE id = :id"), {"id": job_id})
+    celery_app = app.extensions["celery"]
+    found: dict[str, list[str]] = {}
+    with engine.connect() as holder, holder.begin():
+        jobs.get(holder, job_id, for_update=True)  # as a running stage holds it
+        sweep = threading.Thread(
+            target=lambda: found.update(ids=maintenance.recover(celery_app, 60)))
+        sweep.start()
+        sweep.join(10)
+        assert not sweep.is_alive(), "the sweep waited for a job row a stage holds"
+    assert job_id not in found["ids"]
+    assert job_id in maintenance.recover(celery_app, 60)
+    assert job_waiter(job_id)["status"] == "succeeded"

@@ -32,7 +32,14 @@ def configure(url: str, pre_ping: bool = True, relaxed_commit: bool = False) -> 
         connect_args: dict[str, object] = {
             "connect_timeout": 5, "application_name": "marketing-pipeline"}
         if relaxed_commit:
-            connect_args["options"] = "-c synchronous_commit=off"
+            # A worker that froze mid-stage (its host hung, not its connection closed)
+            # must not hold a job row for ever: the server ends a transaction left idle
+            # for 5 minutes (no stage step idles that long between two statements), and
+            # TCP keepalives notice a peer that is gone.
+            connect_args["options"] = ("-c synchronous_commit=off"
+                                       " -c idle_in_transaction_session_timeout=300000")
+            connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10,
+                                keepalives_count=3)
         engine = create_engine(
             url,
             pool_pre_ping=pre_ping,

@@ -73,13 +73,15 @@ def create(
     idempotency_key: str | None = None,
     request_hash: str | None = None,
     enqueue_count: int = 0,
-) -> None:
-    conn.execute(insert(jobs_table).values(
+) -> dict[str, Any]:
+    """Insert a queued job; returns its row."""
+    row = conn.execute(insert(jobs_table).values(
         id=job_id, kind=kind, status=QUEUED, data_type=data_type, source=source,
         options=options, stages=[new_stage(s) for s in stages], records_count=records_count,
         idempotency_key=idempotency_key, request_hash=request_hash,
         enqueue_count=enqueue_count,
-    ))
+    ).returning(*jobs_table.c)).mappings().one()
+    return dict(row)
 
 
 def get(conn: Connection, job_id: str, for_update: bool = False) -> dict[str, Any] | None:

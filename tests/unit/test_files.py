@@ -162,6 +162,18 @@ def test_ndjson_is_read_incrementally() -> None:
     assert sum(len(chunk) for chunk in chunks) == 100_000 - 100
 
 
+def test_lines_longer_than_a_read_and_lines_across_reads() -> None:
+    from tasks.ingestion.files import _lines
+
+    long_line = b'{"campaign_id": "' + b"x" * 300_000 + b'"}'
+    data = b'{"a": 1}\r\n' + long_line + b"\n\n" + b'{"b": 2}'  # no final newline
+    assert list(_lines(io.BytesIO(data), 1000)) == [b'{"a": 1}\r', long_line, b"", b'{"b": 2}']
+    many = b"\n".join(b"%d" % i for i in range(10_000)) + b"\n"
+    assert list(_lines(io.BytesIO(many), 7)) == [b"%d" % i for i in range(10_000)]
+    records = [r for chunk in iter_ndjson_records(io.BytesIO(data), 10) for r in chunk]
+    assert [len(r.get("campaign_id", "")) for r in records] == [0, 300_000, 0]
+
+
 def test_chunk_size_and_format_are_checked() -> None:
     with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
         next(iter_ndjson_records(io.BytesIO(b"{}\n"), 0))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -27,20 +28,27 @@ from tasks.coerce import json_default
 
 
 def _tagged(value: Any) -> list[Any]:
-    """A value with a tag that keeps numbers apart from any other value; one text per
-    number: 1, 1.0 and Decimal("1.00") are equal in Python."""
-    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+    """A value with a tag, so that values equal in Python share one text and others do
+    not: 1, 1.0, True and Decimal("1.00") are one number; aware datetimes are compared
+    as instants (in UTC)."""
+    if isinstance(value, int | float | Decimal):  # bool is an int, equal to 0 or 1
         number = Decimal(value)
-        if not number.is_finite():
-            return ["n", str(number)]
-        whole = number == number.to_integral_value()
-        return ["n", str(int(number)) if whole else format(number.normalize(), "f")]
+        if number.is_nan():
+            return ["nan", None]  # never equal to anything, NaN included: see `add`
+        # normalize() gives equal values one coefficient and exponent (1E+3 for 1000
+        # and 1000.0); str() then never expands a huge exponent into digits.
+        return ["n", "0" if number == 0 else str(number.normalize())]
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return ["t", value.astimezone(UTC).isoformat()]
     return ["v", value]
 
 
-def key_text(key: Any) -> str:
-    """One text per key value (a field's value, or a tuple of them)."""
-    parts = [_tagged(v) for v in key] if isinstance(key, tuple) else _tagged(key)
+def key_text(key: Any) -> str | None:
+    """One text per key value (a field's value, or a tuple of them); None for a key
+    holding NaN, which equals nothing (a dict would not find it twice either)."""
+    parts = [_tagged(v) for v in key] if isinstance(key, tuple) else [_tagged(key)]
+    if any(tag == "nan" for tag, _ in parts):
+        return None
     return orjson.dumps(parts, default=json_default, option=orjson.OPT_SORT_KEYS).decode()
 
 
@@ -76,8 +84,9 @@ class RepeatedKeys:
         """(group, index, key) of a chunk starting at `offset`; a None key is not compared."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerows((group, offset + index, key_text(key))
-                         for group, index, key in keyed if key is not None)
+        writer.writerows((group, offset + index, text)
+                         for group, index, key in keyed
+                         if key is not None and (text := key_text(key)) is not None)
         buffer.seek(0)
         with self._dbapi.cursor() as cursor:
             cursor.copy_expert(

@@ -212,3 +212,24 @@ def test_a_short_stage_killed_mid_transaction_leaves_no_trace_and_runs_again(eng
     assert run_stage(job_id, "validate", validate_step)["records_out"] == 2
     assert len(stage_output(engine, job_id, "validate")) == 2
     close_job(engine, job_id)
+
+
+def test_a_store_over_many_chunks_holds_as_many_locks_as_over_a_few(engine: Engine):
+    """Each chunk's upsert reuses one temporary table: a file of millions of records
+    must not hold a table's locks per chunk until it commits."""
+    held = []
+    for chunks in (3, 30):
+        data = [{"account_id": f"locks-{chunks}", "campaign_id": f"c{i}", "date": "2025-03-02",
+                 "spend": "1"} for i in range(chunks * SMALL)]
+        job_id = stored_job(engine, data, ["store"], chunk=SMALL)
+
+        def step(conn: Any, job: dict[str, Any], source: StageInput, sink: Any) -> StageOutput:
+            output = store_step(conn, job, source, sink)
+            held.append(conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid()").scalar())
+            return output
+
+        assert run_stage(job_id, "store", step)["records_out"] == 0
+        with engine.connect() as conn:
+            assert jobs.get(conn, job_id)["result"]["inserted"] == chunks * SMALL
+    assert held[0] == held[1]

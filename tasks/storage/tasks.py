@@ -10,9 +10,10 @@ from sqlalchemy.engine import Connection
 from tasks.chunks import StageInput, StageSink
 from tasks.datatypes import get_data_type
 from tasks.runner import STAGE_TASK_OPTIONS, run_celery_stage
-from tasks.stage import StageOutput
+from tasks.stage import StageFailure, StageOutput
 from tasks.storage import jobs
 from tasks.storage.core import natural_keys, store
+from tasks.storage.quarantine import Rejected
 from tasks.storage.repeats import RepeatedKeys
 
 
@@ -33,9 +34,17 @@ def store_step(conn: Connection, job: dict[str, Any], source: StageInput,
     for offset, chunk in source.chunks():
         superseded = (repeats.superseded(offset, offset + len(chunk)) if repeats is not None
                       else set())
-        sink.take(store(conn, chunk, data_type, job["options"].get("storage_options"),
-                        job_id=job["id"], accepted_at=job["created_at"], canonical=canonical,
-                        superseded=superseded), offset)
+        try:
+            output = store(conn, chunk, data_type, job["options"].get("storage_options"),
+                           job_id=job["id"], accepted_at=job["created_at"],
+                           canonical=canonical, superseded=superseded)
+        except StageFailure as failure:
+            # Nothing of the batch is stored (the transaction rolls back, with what earlier
+            # chunks quarantined); this chunk's refused records are kept, by position.
+            failure.rejected = [Rejected(r.index + offset, r.record, r.reasons)
+                                for r in failure.rejected]
+            raise
+        sink.take(output, offset)
     return sink.summary()
 
 

@@ -91,7 +91,11 @@ def upsert(
 
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(sql.SQL("CREATE TEMP TABLE {} (_seq bigint, {}) ON COMMIT DROP").format(
+        # One temporary table per transaction, emptied after each use: a store of many
+        # chunks would otherwise hold the locks of a table per chunk until it commits
+        # (and run out of the server's lock table on a file of millions of records).
+        cursor.execute(sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} (_seq bigint, {}) ON COMMIT DROP").format(
             temp,
             sql.SQL(", ").join(
                 sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(PG_TYPES[kinds[c]]))
@@ -135,7 +139,7 @@ def upsert(
             temp=temp, conflict=conflict,
         ), {"job_id": job_id, "accepted_at": accepted_at})
         inserted, updated, distinct = cursor.fetchone()
-        cursor.execute(sql.SQL("DROP TABLE {}").format(temp))
+        cursor.execute(sql.SQL("TRUNCATE {}").format(temp))
     finally:
         cursor.close()
     return {

@@ -69,12 +69,6 @@ class StageInput:
                 return
             seq, body = row
 
-    def records(self) -> Iterator[Any]:
-        """Every record of the batch in order (a chunk at a time underneath)."""
-        for _, chunk in self.chunks():
-            yield from chunk
-
-
 class StageSink:
     """Where a stage puts what it produces, chunk by chunk, in the stage's transaction:
     records that go on (to the next stage's input) and quarantined records."""
@@ -112,7 +106,7 @@ class StageSink:
         self._records_in += output.records_in
         if output.records_out is not None:
             self._records_out = (self._records_out or 0) + output.records_out
-        add_counts(self._result, output.result)
+        _add_counts(self._result, output.result)
 
     def summary(self) -> StageOutput:
         """What the stage returns after taking every chunk's output."""
@@ -125,7 +119,7 @@ class StageSink:
             self._seq = payloads.save(self.conn, self.job_id, self.name, [])
 
 
-def add_counts(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+def _add_counts(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     """A stage's result over a batch from its results over chunks: counts add up, any
     other value (a timestamp, a status, a list of names) is the latest chunk's."""
     for key, value in part.items():

@@ -31,12 +31,12 @@ MIN_INTERVAL_SECONDS = 0.5
 _current: ContextVar[Tracker | None] = ContextVar("pipeline_progress", default=None)
 
 
-def report(records_done: int, records_total: int | None = None) -> None:
+def report(records_done: int) -> None:
     """Called by a core after each chunk; does nothing outside a running stage. Counts are
     within the chunk of the batch the stage is working on (see `enter_chunk`)."""
     tracker = _current.get()
     if tracker is not None:
-        tracker.update(tracker.base + records_done, records_total)
+        tracker.update(tracker.base + records_done)
 
 
 def enter_chunk(offset: int) -> None:
@@ -96,11 +96,9 @@ class Tracker:
         if exc_type is None:
             self._publish(jobs.progress_snapshot(self.stage, self.total or self.done, self.total))
 
-    def update(self, records_done: int, records_total: int | None = None) -> None:
+    def update(self, records_done: int) -> None:
         with self._lock:
             self.done = records_done
-            if records_total is not None:
-                self.total = records_total
             now = time.monotonic()
             if now - self._last_write < self.min_interval:
                 return

@@ -183,7 +183,7 @@ def _die_in_the_middle(job_id: str, database_url: str) -> None:
     db.configure(database_url)
 
     def step(conn: Any, job: dict[str, Any], source: StageInput, sink: Any) -> StageOutput:
-        sink.write(list(source.records()))
+        sink.write([r for _, chunk in source.chunks() for r in chunk])
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable")
 

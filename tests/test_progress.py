@@ -45,7 +45,7 @@ def test_the_job_row_shows_start_each_reported_chunk_and_end(engine, client, mon
     seen: list[Any] = []
 
     def step(conn: Any, job: dict[str, Any], source: StageInput, sink: Any) -> StageOutput:
-        payload = list(source.records())
+        payload = [r for _, chunk in source.chunks() for r in chunk]
         seen.append(_progress(engine, job_id))  # the runner's start, read as a client would
         for done in (10, 20):
             progress.report(done)
@@ -72,7 +72,7 @@ def test_reports_are_spaced_out_and_a_no_op_outside_a_stage(engine):
     writes: list[Any] = []
 
     def step(conn: Any, job: dict[str, Any], source: StageInput, sink: Any) -> StageOutput:
-        payload = list(source.records())
+        payload = [r for _, chunk in source.chunks() for r in chunk]
         for done in range(1, 5):
             progress.report(done)  # within MIN_INTERVAL_SECONDS: only the first is written
             writes.append(_progress(engine, job_id)["records_done"])

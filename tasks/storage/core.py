@@ -69,9 +69,11 @@ def _upsert_in_slices(
     return totals
 
 
-def natural_keys(records: Sequence[Any], data_type: DataType) -> Iterator[tuple[int, Any]]:
-    """(position, natural key) of every record that converts: what a first pass over a
-    batch stored in chunks needs to find keys repeated across chunks."""
+def every_natural_key(records: Sequence[Any],
+                      data_type: DataType) -> Iterator[tuple[int, Any]]:
+    """(position, natural key) of every record that converts, repeats within `records`
+    included: what a first pass over a batch stored in chunks needs to find keys
+    repeated across chunks (the store skips all but the batch's last of each)."""
     for index, raw in enumerate(records):
         record, errors = coerce_record(raw, data_type)
         if not errors:

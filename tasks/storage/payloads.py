@@ -6,7 +6,7 @@ its output here, in the same transaction as its status update.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -59,20 +59,17 @@ def save_encoded(conn: Connection, job_id: str, name: str, seq: int, count: int,
         job_id=job_id, name=name, seq=seq, record_count=count, body=body))
 
 
-def iter_chunks(conn: Connection, job_id: str, name: str) -> Iterator[list[Any]]:
+def load(conn: Connection, job_id: str, name: str) -> list[Any]:
+    """Every record stored under (job_id, name), at once (stages read a chunk at a time:
+    tasks/chunks.py)."""
     query = (
         select(payloads_table.c.body)
         .where(payloads_table.c.job_id == job_id, payloads_table.c.name == name)
         .order_by(payloads_table.c.seq)
     )
-    for (body,) in conn.execute(query):
-        yield orjson.loads(body)
-
-
-def load(conn: Connection, job_id: str, name: str) -> list[Any]:
     records: list[Any] = []
-    for part in iter_chunks(conn, job_id, name):
-        records.extend(part)
+    for (body,) in conn.execute(query):
+        records.extend(orjson.loads(body))
     return records
 
 

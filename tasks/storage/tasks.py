@@ -12,7 +12,7 @@ from tasks.datatypes import get_data_type
 from tasks.runner import STAGE_TASK_OPTIONS, run_celery_stage
 from tasks.stage import StageFailure, StageOutput
 from tasks.storage import jobs
-from tasks.storage.core import natural_keys, store
+from tasks.storage.core import every_natural_key, store
 from tasks.storage.quarantine import Rejected
 from tasks.storage.repeats import RepeatedKeys
 
@@ -29,7 +29,7 @@ def store_step(conn: Connection, job: dict[str, Any], source: StageInput,
     # input spanning chunks needs a first pass for keys repeated across them.
     repeats = RepeatedKeys.in_batch(
         conn, "natural_key", source,
-        lambda chunk: ((0, i, key) for i, key in natural_keys(chunk, data_type)),
+        lambda chunk: ((0, i, key) for i, key in every_natural_key(chunk, data_type)),
     ) if source.spans_chunks and not canonical else None
     for offset, chunk in source.chunks():
         superseded = (repeats.superseded(offset, offset + len(chunk)) if repeats is not None

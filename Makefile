@@ -24,7 +24,7 @@ run: $(STAMP)
 api: $(STAMP)
 	$(PY) -m stack api
 
-## A worker alone, with task events on (for Flower) and the recovery sweep
+## A worker alone, with the recovery sweep (task events while Flower watches)
 worker: $(STAMP)
 	$(PY) -m stack worker
 

@@ -68,7 +68,7 @@ def worker_command(beat: bool = True, env: Mapping[str, str] | None = None) -> l
     env = os.environ if env is None else env
     command = [
         sys.executable, "-m", "celery", "-A", "webapp.make_celery", "worker",
-        "-Q", "pipeline,store", "-E", "--loglevel=INFO",
+        "-Q", "pipeline,store", "--loglevel=INFO",
         "-c", env.get("WORKER_CONCURRENCY", "2"),
     ]
     if beat:  # the recovery sweep; run it in one worker only

@@ -59,7 +59,9 @@ def celery_config(settings: Settings) -> dict:
         "task_ignore_result": settings.result_backend is None,
         "task_default_queue": CPU_QUEUE,
         "task_routes": {"storage.*": {"queue": STORE_QUEUE}},
-        "worker_send_task_events": True,
+        # Off unless asked for: Flower turns them on in the workers it watches (its
+        # enable_events option, on by default), so they cost only while someone looks.
+        "worker_send_task_events": settings.task_events,
         "task_track_started": True,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,

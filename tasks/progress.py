@@ -122,7 +122,10 @@ class Tracker:
             return
         meta = {"job_id": self.job_id, **progress}
         try:
-            if task.app.conf.worker_send_task_events and task.request.hostname:
+            # Sent whether or not the worker sends task events now (Flower may turn those
+            # on at any time; the child process cannot tell): a stage big enough to watch
+            # sends only a few, and a publish nobody subscribes to costs next to nothing.
+            if task.request.hostname:
                 task.send_event(PROGRESS_EVENT, retry=False, **meta)
             if not task.ignore_result and task.app.conf.result_backend:
                 task.update_state(state=PROGRESS_STATE, meta=meta)

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -69,7 +70,7 @@ def start_worker(env: dict[str, str], log_path: Path, concurrency: int = 2,
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "webapp.make_celery", "worker",
-         "-Q", "pipeline,store", "-c", str(concurrency), "-E", "--loglevel=INFO",
+         "-Q", "pipeline,store", "-c", str(concurrency), "--loglevel=INFO",
          "--without-mingle", "--without-gossip", "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
          *extra_args],
         cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
@@ -131,6 +132,28 @@ def clean_tables(engine: Engine) -> Iterator[None]:
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names}"))
     yield
+
+
+@pytest.fixture
+def celery_events(app):  # type: ignore[no-untyped-def]
+    """Every Celery event on the broker while the test runs, as Flower receives them."""
+    celery_app = app.extensions["celery"]
+    received: list[dict[str, Any]] = []
+    with celery_app.connection_for_read() as conn:
+        receiver = celery_app.events.Receiver(conn, handlers={"*": received.append})
+        thread = threading.Thread(target=receiver.capture, daemon=True,
+                                  kwargs={"limit": None, "timeout": None, "wakeup": False})
+        thread.start()
+        # Events go only to receivers already listening: wait until a probe comes back.
+        deadline = time.monotonic() + 15
+        with celery_app.events.default_dispatcher() as dispatcher:
+            while not any(e.get("uuid") == "probe" for e in received):
+                assert time.monotonic() < deadline, "event receiver did not start"
+                dispatcher.send("probe", uuid="probe")
+                time.sleep(0.2)
+        yield received
+        receiver.should_stop = True
+        thread.join(10)
 
 
 @pytest.fixture

@@ -36,9 +36,10 @@ def test_makefile_targets_install_on_a_fresh_clone():
         assert match, target
         assert "$(STAMP)" in match.group(1), f"{target} must install the requirements first"
     assert "-r requirements-dev.txt" in makefile
-    assert "--beat" not in makefile  # the launcher decides; the worker has events on
+    assert "--beat" not in makefile  # the launcher decides
     launcher = (ROOT / "stack" / "launcher.py").read_text()
-    assert '"-E"' in launcher
+    # Task events are Flower's to turn on (or TASK_EVENTS'), not always on.
+    assert '"-E"' not in launcher and "enable_events" not in launcher
 
 
 def test_docker_compose_services_commands_ports_and_health_checks():
@@ -51,7 +52,8 @@ def test_docker_compose_services_commands_ports_and_health_checks():
     assert api["command"][0] == "gunicorn" and "webapp:create_app()" in api["command"]
     assert "0.0.0.0:5000" in api["command"] and "5000:5000" in api["ports"]
     assert worker["command"][:4] == ["celery", "-A", "webapp.make_celery", "worker"]
-    assert "-E" in worker["command"]
+    assert "-E" not in worker["command"]  # Flower turns task events on while it runs
+    assert not any("enable_events" in arg for arg in flower["command"])
     assert flower["command"][3] == "flower" and "5555:5555" in flower["ports"]
     assert any(arg.startswith("--basic-auth=${FLOWER_BASIC_AUTH") for arg in flower["command"])
     for name in ("api", "worker", "flower"):

@@ -119,3 +119,26 @@ def test_storage_options_are_checked_before_anything_is_queued(client):
             "storage_options": options})
         assert response.status_code == 422, response.get_json()
         assert response.get_json()["error"]["details"]["field"] == field
+
+
+@pytest.mark.usefixtures("clean_tables")
+def test_the_staging_table_starts_empty_in_every_transaction_of_a_connection(engine):
+    """The staging table outlives transactions; what one staged never counts in another,
+    committed, rolled back, or a second upsert within the same transaction."""
+    with engine.connect() as conn:
+        with conn.begin():
+            first = store(conn, [_record("s1", "2024-05-01"), _record("s2", "2024-05-01")],
+                          CAMPAIGN_PERFORMANCE, None, job_id=str(uuid.uuid4())).result
+        assert (first["inserted"], first["duplicates_in_batch"]) == (2, 0)
+        transaction = conn.begin()
+        store(conn, [_record("s9", "2024-05-01")], CAMPAIGN_PERFORMANCE, None,
+              job_id=str(uuid.uuid4()))
+        transaction.rollback()
+        with conn.begin():
+            again = store(conn, [_record("s1", "2024-05-01")], CAMPAIGN_PERFORMANCE, None,
+                          job_id=str(uuid.uuid4())).result
+            then = store(conn, [_record("s3", "2024-05-01")], CAMPAIGN_PERFORMANCE, None,
+                         job_id=str(uuid.uuid4())).result
+    assert (again["inserted"], again["updated"], again["duplicates_in_batch"]) == (0, 1, 0)
+    assert (then["inserted"], then["updated"], then["duplicates_in_batch"]) == (1, 0, 0)
+    assert sorted(r["campaign_id"] for r in rows_of(engine)) == ["s1", "s2", "s3"]

@@ -1,5 +1,10 @@
 """Bulk upsert: COPY into a temporary table, then one INSERT .. SELECT .. ON CONFLICT.
 
+The temporary (staging) table is kept by the connection and emptied by every commit
+(ON COMMIT DELETE ROWS): creating and dropping one per transaction cost more than the
+whole upsert of a few records. Its name carries a digest of its columns, so a connection
+that outlives a migration stages into a table of the new shape.
+
 Every identifier comes from a data type declaration and is quoted by psycopg2.sql;
 values travel only through COPY, never through SQL text. Monthly partitions the batch
 needs are created first (tasks/storage/partitions.py).
@@ -12,6 +17,7 @@ gets it as both ingested_at and updated_at, an updated row keeps its older inges
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from collections.abc import Sequence
 from datetime import datetime
@@ -60,6 +66,26 @@ def _copy_rows(records: Sequence[dict[str, Any]], columns: Sequence[str],
     return buffer
 
 
+def _staging_name(data_type: DataType, columns: Sequence[str]) -> str:
+    shape = ",".join(f"{c}:{data_type.all_columns[c]}" for c in columns)
+    digest = hashlib.sha1(f"{data_type.table_name}|{shape}".encode()).hexdigest()[:12]
+    return f"_upsert_{data_type.table_name[:40]}_{digest}"
+
+
+def _staging_was_used(conn: Connection, name: str) -> bool:
+    """True when this transaction already staged rows in `name` (which must then be
+    emptied first); a new transaction finds every staging table empty."""
+    transaction = conn.get_transaction()
+    used = conn.info.get("upsert_staging_used")
+    if used is None or used[0] is not transaction or transaction is None:
+        conn.info["upsert_staging_used"] = (transaction, {name})
+        return transaction is None  # not knowing, empty it
+    if name in used[1]:
+        return True
+    used[1].add(name)
+    return False
+
+
 def upsert(
     conn: Connection,
     data_type: DataType,
@@ -84,24 +110,28 @@ def upsert(
     lineage = set(LINEAGE_COLUMNS)
     columns = [c for c in data_type.all_columns if c not in lineage]
     kinds = data_type.all_columns
-    temp = sql.Identifier(f"_upsert_{data_type.table_name}")
+    temp_name = _staging_name(data_type, columns)
+    temp = sql.Identifier(temp_name)
     target = sql.Identifier(data_type.table_name)
     col_ids = [sql.Identifier(c) for c in columns]
     key_ids = [sql.Identifier(c) for c in data_type.natural_key]
 
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        # One temporary table per transaction, emptied after each use: a store of many
-        # chunks would otherwise hold the locks of a table per chunk until it commits
-        # (and run out of the server's lock table on a file of millions of records).
+        # One staging table, reused: a store of many chunks would otherwise hold the
+        # locks of a table per chunk until it commits (and run out of the server's lock
+        # table on a file of millions of records).
         cursor.execute(sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {} (_seq bigint, {}) ON COMMIT DROP").format(
+            "CREATE TEMP TABLE IF NOT EXISTS {} (_seq bigint, {}) ON COMMIT DELETE ROWS"
+        ).format(
             temp,
             sql.SQL(", ").join(
                 sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(PG_TYPES[kinds[c]]))
                 for c in columns
             ),
         ))
+        if _staging_was_used(conn, temp_name):
+            cursor.execute(sql.SQL("TRUNCATE {}").format(temp))
         cursor.copy_expert(
             sql.SQL("COPY {} (_seq, {}) FROM STDIN WITH (FORMAT csv)").format(
                 temp, sql.SQL(", ").join(col_ids)
@@ -139,7 +169,6 @@ def upsert(
             temp=temp, conflict=conflict,
         ), {"job_id": job_id, "accepted_at": accepted_at})
         inserted, updated, distinct = cursor.fetchone()
-        cursor.execute(sql.SQL("TRUNCATE {}").format(temp))
     finally:
         cursor.close()
     return {

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from flask import Flask, jsonify
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,16 @@ def register_error_handlers(app: Flask) -> None:
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response, status
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_unavailable(exc: Exception):  # type: ignore[no-untyped-def]
+        # A restart, a dropped connection, a timeout: passing; an Idempotency-Key makes
+        # the retry of a POST safe.
+        log.warning("database error: %s", exc)
+        response = jsonify(error_body(
+            "service_unavailable", "the database is unavailable; retry in a moment"))
+        return response, 503, {"Retry-After": "1"}
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine
+import time
+from typing import Any
+
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DisconnectionError
 
 _engines: dict[str, Engine] = {}
+_autocommit: dict[int, Engine] = {}
 _current: Engine | None = None
+
+# A connection taken from the pool within this long of its last use is not pinged first:
+# under load that round trip was a tenth of a short request. A server restart takes
+# longer than this, and a request that still meets a dead connection gets a 503
+# (webapp/errors.py), after which the pool holds only new connections.
+PING_IDLE_SECONDS = 1.0
 
 
 class DatabaseNotConfigured(RuntimeError):
@@ -16,9 +27,10 @@ class DatabaseNotConfigured(RuntimeError):
 def configure(url: str, pre_ping: bool = True, relaxed_commit: bool = False) -> Engine:
     """Make the engine for `url` this process's engine (one engine per URL and mode).
 
-    Workers use `pre_ping=False`: a connection lost to a database restart fails the
-    stage with an OperationalError, which is retried anyway, so the extra round trip
-    on every checkout buys nothing there. The API keeps it: a request must not fail.
+    `pre_ping`: a connection idle for PING_IDLE_SECONDS or more is pinged when taken
+    from the pool, and replaced if the server dropped it (the API). Workers use
+    `pre_ping=False`: a connection lost to a database restart fails the stage with an
+    OperationalError, which is retried anyway, so a ping buys nothing there.
 
     `relaxed_commit` (workers): commits do not wait for the WAL flush. What a worker
     commits is a claim, a heartbeat or an intermediate output, all redone from the
@@ -40,22 +52,48 @@ def configure(url: str, pre_ping: bool = True, relaxed_commit: bool = False) -> 
                                        " -c idle_in_transaction_session_timeout=300000")
             connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10,
                                 keepalives_count=3)
-        engine = create_engine(
-            url,
-            pool_pre_ping=pre_ping,
-            pool_size=5,
-            max_overflow=10,
-            connect_args=connect_args,
-        )
+        engine = create_engine(url, pool_size=5, max_overflow=10, connect_args=connect_args)
+        if pre_ping:
+            _ping_idle_connections(engine)
         _engines[key] = engine
     _current = engine
     return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """SQLAlchemy's pre-ping, for connections that have been idle a while only."""
+
+    @event.listens_for(engine.pool, "connect")
+    @event.listens_for(engine.pool, "checkin")
+    def _idle_from_now(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since < PING_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool replaces the connection and tries again
+            raise DisconnectionError(f"connection lost while idle: {exc}") from exc
 
 
 def get_engine() -> Engine:
     if _current is None:
         raise DatabaseNotConfigured("no database configured: call tasks.storage.db.configure(url)")
     return _current
+
+
+def autocommit_engine() -> Engine:
+    """This process's engine in autocommit mode, for reads of one statement: no BEGIN
+    before it and no ROLLBACK after it (two of a job poll's four round trips)."""
+    engine = get_engine()
+    reader = _autocommit.get(id(engine))
+    if reader is None:
+        reader = _autocommit[id(engine)] = engine.execution_options(
+            isolation_level="AUTOCOMMIT")
+    return reader
 
 
 def dispose_after_fork() -> None:

@@ -31,7 +31,7 @@ def _job_id(raw: str) -> str:
 
 
 def _load(job_id: str) -> dict[str, Any]:
-    with db.get_engine().connect() as conn:
+    with db.autocommit_engine().connect() as conn:
         job = jobs.get(conn, job_id)
     if job is None:
         raise ApiError(404, f"no job {job_id}", details={"job_id": job_id})

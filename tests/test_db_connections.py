@@ -1,0 +1,62 @@
+"""The API's pooled connections: pinged only once idle for a while, and a dead one that a
+request meets is a 503 in the error shape, never a 500; the next request gets a new one."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg2
+import pytest
+from sqlalchemy import text
+
+from tasks.storage import db
+from tests.helpers import close_job, stored_job
+
+
+@pytest.fixture
+def job_id(engine):  # type: ignore[no-untyped-def]
+    job = stored_job(engine, [{"campaign_id": "conn-1"}], ["ingest"])
+    yield job
+    close_job(engine, job)
+
+
+def _kill_the_pooled_connection(engine) -> None:  # type: ignore[no-untyped-def]
+    """Leave one connection in the pool and end its server process behind its back."""
+    engine.dispose()
+    with engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    url = engine.url
+    killer = psycopg2.connect(host=url.host, port=url.port, user=url.username,
+                              password=url.password, dbname=url.database)
+    killer.autocommit = True
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + 10
+            while True:  # the server process ends a moment after the signal
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+                if cursor.fetchone()[0] == 0:
+                    break
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+    finally:
+        killer.close()
+
+
+def test_a_connection_idle_for_a_while_is_pinged_and_replaced(client, engine, job_id,
+                                                              monkeypatch):
+    _kill_the_pooled_connection(engine)
+    monkeypatch.setattr(db, "PING_IDLE_SECONDS", 0.0)  # idle long enough, however quick
+    response = client.get(f"/api/v1/jobs/{job_id}")
+    assert response.status_code == 200, response.get_json()
+
+
+def test_a_dead_connection_met_at_once_is_a_503_then_the_pool_recovers(client, engine,
+                                                                        job_id, monkeypatch):
+    monkeypatch.setattr(db, "PING_IDLE_SECONDS", 600.0)  # used again soon enough, however slow
+    _kill_the_pooled_connection(engine)
+    response = client.get(f"/api/v1/jobs/{job_id}")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.get_json()["error"]["code"] == "service_unavailable"
+    assert client.get(f"/api/v1/jobs/{job_id}").status_code == 200

@@ -3,21 +3,28 @@
 Side by side in one run, on the same broker:
   raw   a 4-task no-op Celery chain (JSON, acks late), waited for on the result backend
   ours  POST /api/v1/data_pipeline/ingest with one record, then GET /api/v1/jobs/<id>?wait=10
-        (the long poll returns as soon as the job finishes)
+        (the long poll returns as soon as the job finishes), a new connection per request;
+        then the same over one kept-alive connection (as requests.Session does), and with
+        task events on, as while Flower watches the workers
 
     BENCH_JOBS=200 python bench/bench_latency.py
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from http.client import HTTPConnection
+from typing import Any
+from urllib.parse import urlsplit
 
-from celery import chain
-from harness import ROOT, http, machine, running_stack, servers, summary
+from celery import Celery, chain
+from harness import ROOT, http, machine, percentile, running_stack, servers, summary
 
 JOBS = int(os.environ.get("BENCH_JOBS", "200"))
 WARMUP = 10
@@ -48,20 +55,46 @@ def raw_chain(env: dict[str, str]) -> list[float]:
         worker.wait(30)
 
 
-def ours(base: str) -> list[float]:
+Request = Callable[[str, str, Any], tuple[int, dict[str, Any]]]
+
+
+def kept_alive(base: str) -> Request:
+    """Requests over one persistent HTTP/1.1 connection."""
+    address = urlsplit(base)
+    connection = HTTPConnection(address.hostname, address.port, timeout=60)
+
+    def request(method: str, url: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+        parts = urlsplit(url)
+        path = f"{parts.path}?{parts.query}" if parts.query else parts.path
+        connection.request(method, path, body=json.dumps(body) if body is not None else None,
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+
+    return request
+
+
+def ours(base: str, tag: str, request: Request = http) -> list[float]:
     timings = []
     for n in range(JOBS + WARMUP):
         body = {"source": "generic", "data_type": "campaign_performance", "data": {"records": [
-            {"campaign_id": f"lat-{n}", "spend": "12.5", "impressions": 1000, "clicks": 10,
-             "conversions": 1, "date": "2025-03-01"}]}}
+            {"campaign_id": f"lat-{tag}-{n}", "spend": "12.5", "impressions": 1000,
+             "clicks": 10, "conversions": 1, "date": "2025-03-01"}]}}
         started = time.perf_counter()
-        status, accepted = http("POST", f"{base}/api/v1/data_pipeline/ingest", body)
+        status, accepted = request("POST", f"{base}/api/v1/data_pipeline/ingest", body)
         assert status == 202, accepted
-        _, job = http("GET", f"{base}/api/v1/jobs/{accepted['job_id']}?wait=10")
+        _, job = request("GET", f"{base}/api/v1/jobs/{accepted['job_id']}?wait=10", None)
         assert job["status"] == "succeeded", job
         if n >= WARMUP:
             timings.append(time.perf_counter() - started)
     return timings
+
+
+def task_events(broker_url: str, on: bool) -> None:
+    """What Flower does to the workers it watches (and stops doing when it goes)."""
+    control = Celery(broker=broker_url).control
+    replies = (control.enable_events if on else control.disable_events)(reply=True, timeout=5)
+    assert replies, "no worker answered"
 
 
 def main() -> None:
@@ -69,12 +102,19 @@ def main() -> None:
     with servers() as env:
         raw = raw_chain(env)
         with running_stack(env, workers=2) as base:
-            our = ours(base)
-    raw_p50 = sorted(raw)[len(raw) // 2]
-    our_p50 = sorted(our)[len(our) // 2]
-    print(f"  raw 4-task no-op chain   {summary(raw)}")
-    print(f"  ours, POST → succeeded   {summary(our)}")
-    print(f"  ratio of p50s            {our_p50 / raw_p50:.2f}    (target ≤ 2.0)")
+            our = ours(base, "new")
+            alive = ours(base, "alive", kept_alive(base))
+            task_events(env["CELERY_BROKER_URL"], on=True)
+            watched = ours(base, "watched")
+            task_events(env["CELERY_BROKER_URL"], on=False)
+    raw_p50 = percentile(raw, 50)
+    print(f"  raw 4-task no-op chain     {summary(raw)}")
+    print(f"  ours, POST → succeeded     {summary(our)}")
+    print(f"  ratio of p50s              {percentile(our, 50) / raw_p50:.2f}    (target ≤ 2.0)")
+    print(f"  ours, kept-alive client    {summary(alive)}   ratio "
+          f"{percentile(alive, 50) / raw_p50:.2f}")
+    print(f"  ours, Flower watching      {summary(watched)}   ratio "
+          f"{percentile(watched, 50) / raw_p50:.2f}  (task events on)")
 
 
 if __name__ == "__main__":

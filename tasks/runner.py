@@ -33,6 +33,8 @@ Step = Callable[[Connection, dict[str, Any], StageInput, StageSink], StageOutput
 
 # A stage whose holder has not beaten its heartbeat for this long is presumed dead.
 DEFAULT_STALE_SECONDS = 120.0
+# A stage started this many times without finishing fails its job (see run_stage).
+DEFAULT_MAX_ATTEMPTS = 10
 
 # Stages with at most this many input records run in the transaction that claims them
 # (see run_stage): a chunk's work takes well under a second.
@@ -92,7 +94,8 @@ class Heartbeat:
 
 def run_stage(
     job_id: str, stage_name: str, step: Step, *, claimant: str | None = None,
-    stale_seconds: float = DEFAULT_STALE_SECONDS,
+    stale_seconds: float = DEFAULT_STALE_SECONDS, redelivered: bool = False,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> dict[str, Any]:
     """Run one stage of a job; returns a small summary (never the records).
 
@@ -101,6 +104,10 @@ def run_stage(
     a committed claim nor a heartbeat (a crash rolls it all back, and the message or the
     recovery sweep runs it again). A longer stage commits its claim first and keeps a
     heartbeat while it works, so that the sweep can tell a live holder from a dead one.
+
+    A `redelivered` message (its worker died while running it) always commits its claim
+    first, so every start is counted: a stage started `max_attempts` times without
+    finishing fails the job instead of crashing worker after worker for ever.
     """
     engine = db.get_engine()
     claimant = claimant or f"local-{uuid.uuid4()}"
@@ -115,9 +122,13 @@ def run_stage(
                          job_id, stage_name)
                 return {"job_id": job_id, "stage": stage_name, "skipped": True}
             attempt = jobs.stage_attempt(job, stage_name)
+            if attempt > max_attempts:
+                _stop_interrupted(conn, job_id, stage_name, attempt - 1)
+                _count_failure(engine, job, stage_name, started)
+                return {"job_id": job_id, "stage": stage_name, "failed": INTERRUPTED}
             log.info("job %s: stage %s started (attempt %d)", job_id, stage_name, attempt)
             total = jobs.input_count(job, stage_name)
-            short = total <= ONE_TRANSACTION_RECORDS
+            short = total <= ONE_TRANSACTION_RECORDS and not redelivered
             if short:
                 with progress.Tracker(job_id, stage_name, attempt, total, write_row=False):
                     output, sink = _work(conn, job, stage_name, step, attempt, locked=True)
@@ -153,6 +164,19 @@ def run_stage(
                        seconds=time.perf_counter() - started)
     log.info("job %s: stage %s succeeded", job_id, stage_name)
     return {"job_id": job_id, "stage": stage_name, "records_out": sink.written}
+
+
+INTERRUPTED = "stage_interrupted"
+
+
+def _stop_interrupted(conn: Connection, job_id: str, stage_name: str, starts: int) -> None:
+    log.error("job %s: stage %s started %d times without finishing; the job is stopped",
+              job_id, stage_name, starts)
+    jobs.fail(conn, job_id, stage_name, INTERRUPTED,
+              f"stage {stage_name} was started {starts} times and never finished: the "
+              f"worker running it died each time (a record that crashes the worker process "
+              f"does that) or lost the database. The job is stopped rather than retried for "
+              f"ever; its raw batch is kept.", {"attempts": starts})
 
 
 def _records_out(output: StageOutput, sink: StageSink) -> int:
@@ -217,9 +241,13 @@ def run_celery_stage(task: Any, job_id: str, stage_name: str, step: Step) -> dic
     """`run_stage` inside a Celery task: retry database outages with backoff and jitter,
     and mark the job failed (never loop) on a permanent error or when retries run out."""
     stale = float(task.app.conf.get("pipeline_stale_job_seconds") or DEFAULT_STALE_SECONDS)
+    max_attempts = int(task.app.conf.get("pipeline_max_stage_attempts") or DEFAULT_MAX_ATTEMPTS)
+    # Set by the broker on a message put back after its worker died (acks late).
+    redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
     try:
         return run_stage(job_id, stage_name, step, claimant=task.request.id,
-                         stale_seconds=stale)
+                         stale_seconds=stale, redelivered=redelivered,
+                         max_attempts=max_attempts)
     except (OperationalError, InterfaceError) as exc:
         retries = task.request.retries
         if retries >= task.max_retries:

@@ -201,3 +201,30 @@ def test_worker_stopped_with_sigterm_during_a_job(fresh: FaultStack):
         fresh.worker()  # whatever was left is picked up again
     fresh.wait_until(job_id, succeeded)
     assert_exactly(fresh, total)
+
+
+def _pool_children(worker: subprocess.Popen[bytes]) -> list[int]:
+    with open(f"/proc/{worker.pid}/task/{worker.pid}/children") as children:
+        return [int(pid) for pid in children.read().split()]
+
+
+def test_a_stage_whose_worker_dies_every_time_stops_its_job(fresh: FaultStack):
+    """As a record that crashes the worker process would: each time the validate stage
+    runs, its pool process is killed. The broker redelivers the message, each start is
+    counted, and after MAX_STAGE_ATTEMPTS the job fails instead of looping for ever."""
+    log = fresh.root / "poison-worker.log"
+    worker = start_worker({**fresh.env, "MAX_STAGE_ATTEMPTS": "3"}, log, concurrency=1)
+    fresh.workers.append(worker)
+    records, _ = batch("poison")
+    job_id = fresh.submit(records)
+    for attempt in (1, 2, 3):
+        fresh.wait_until(job_id, lambda job, n=attempt: any(
+            s["name"] == "validate" and s["status"] == "running" and s.get("attempt") == n
+            for s in job["stages"]))
+        for pid in _pool_children(worker):  # the process running the stage, nothing else
+            os.kill(pid, signal.SIGKILL)
+    job = fresh.wait_until(job_id, lambda job: job["status"] == "failed")
+    assert job["error"]["code"] == "stage_interrupted", job["error"]
+    assert job["error"]["details"] == {"attempts": 3}
+    assert [s["status"] for s in job["stages"]] == ["succeeded", "failed", "pending", "pending"]
+    assert fresh.stored()[0] == 0

@@ -72,7 +72,7 @@ def celery_config(settings: Settings) -> dict:
         },
         "worker_hijack_root_logger": False,
         "pipeline_stale_job_seconds": settings.stale_job_seconds,
-        "pipeline_max_stage_attempts": settings.max_stage_attempts,
+        "pipeline_max_stage_restarts": settings.max_stage_restarts,
         "pipeline_progress_event_min_records": settings.progress_event_min_records,
         "beat_schedule": {
             "recover-stale-jobs": {

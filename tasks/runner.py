@@ -33,8 +33,9 @@ Step = Callable[[Connection, dict[str, Any], StageInput, StageSink], StageOutput
 
 # A stage whose holder has not beaten its heartbeat for this long is presumed dead.
 DEFAULT_STALE_SECONDS = 120.0
-# A stage started this many times without finishing fails its job (see run_stage).
-DEFAULT_MAX_ATTEMPTS = 10
+# A stage whose message came back this many times after its worker died fails its job
+# (see run_stage).
+DEFAULT_MAX_RESTARTS = 5
 
 # Stages with at most this many input records run in the transaction that claims them
 # (see run_stage): a chunk's work takes well under a second.
@@ -95,7 +96,7 @@ class Heartbeat:
 def run_stage(
     job_id: str, stage_name: str, step: Step, *, claimant: str | None = None,
     stale_seconds: float = DEFAULT_STALE_SECONDS, redelivered: bool = False,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    max_restarts: int = DEFAULT_MAX_RESTARTS,
 ) -> dict[str, Any]:
     """Run one stage of a job; returns a small summary (never the records).
 
@@ -105,9 +106,10 @@ def run_stage(
     recovery sweep runs it again). A longer stage commits its claim first and keeps a
     heartbeat while it works, so that the sweep can tell a live holder from a dead one.
 
-    A `redelivered` message (its worker died while running it) always commits its claim
-    first, so every start is counted: a stage started `max_attempts` times without
-    finishing fails the job instead of crashing worker after worker for ever.
+    A `redelivered` message (the broker put it back because its worker died running it)
+    is counted on the stage and always commits its claim first, so that the count
+    survives the next death: past `max_restarts` the job fails instead of crashing worker
+    after worker for ever. Retries after database errors are not counted.
     """
     engine = db.get_engine()
     claimant = claimant or f"local-{uuid.uuid4()}"
@@ -116,24 +118,30 @@ def run_stage(
     try:
         with engine.begin() as conn:
             job = jobs.claim_stage(conn, job_id, stage_name, claimant, stale_seconds,
-                                   write=False)
+                                   write=False, redelivered=redelivered)
             if job is None:
                 log.info("job %s: stage %s skipped (done, finished or held by another task)",
                          job_id, stage_name)
                 return {"job_id": job_id, "stage": stage_name, "skipped": True}
             attempt = jobs.stage_attempt(job, stage_name)
-            if attempt > max_attempts:
-                _stop_interrupted(conn, job_id, stage_name, attempt - 1)
-                _count_failure(engine, job, stage_name, started)
-                return {"job_id": job_id, "stage": stage_name, "failed": INTERRUPTED}
-            log.info("job %s: stage %s started (attempt %d)", job_id, stage_name, attempt)
-            total = jobs.input_count(job, stage_name)
-            short = total <= ONE_TRANSACTION_RECORDS and not redelivered
-            if short:
-                with progress.Tracker(job_id, stage_name, attempt, total, write_row=False):
-                    output, sink = _work(conn, job, stage_name, step, attempt, locked=True)
+            restarts = jobs.stage_restarts(job, stage_name)
+            interrupted = redelivered and restarts > max_restarts
+            if interrupted:
+                _stop_interrupted(conn, job_id, stage_name, restarts)
             else:
-                jobs.write_claim(conn, job)
+                log.info("job %s: stage %s started (attempt %d)", job_id, stage_name, attempt)
+                total = jobs.input_count(job, stage_name)
+                short = total <= ONE_TRANSACTION_RECORDS and not redelivered
+                if short:
+                    with progress.Tracker(job_id, stage_name, attempt, total,
+                                          write_row=False):
+                        output, sink = _work(conn, job, stage_name, step, attempt,
+                                             locked=True)
+                else:
+                    jobs.write_claim(conn, job)
+        if interrupted:
+            _count_failure(engine, job, stage_name, started)
+            return {"job_id": job_id, "stage": stage_name, "failed": INTERRUPTED}
         if not short:
             with (Heartbeat(job_id, stage_name, attempt,
                             max(0.5, min(10.0, stale_seconds / 4))),
@@ -169,14 +177,14 @@ def run_stage(
 INTERRUPTED = "stage_interrupted"
 
 
-def _stop_interrupted(conn: Connection, job_id: str, stage_name: str, starts: int) -> None:
-    log.error("job %s: stage %s started %d times without finishing; the job is stopped",
-              job_id, stage_name, starts)
+def _stop_interrupted(conn: Connection, job_id: str, stage_name: str, restarts: int) -> None:
+    log.error("job %s: stage %s came back %d times after its worker died; the job is stopped",
+              job_id, stage_name, restarts)
     jobs.fail(conn, job_id, stage_name, INTERRUPTED,
-              f"stage {stage_name} was started {starts} times and never finished: the "
-              f"worker running it died each time (a record that crashes the worker process "
-              f"does that) or lost the database. The job is stopped rather than retried for "
-              f"ever; its raw batch is kept.", {"attempts": starts})
+              f"stage {stage_name} came back {restarts} times after the worker running it "
+              f"died, and never finished (a record that crashes the worker process does "
+              f"that). The job is stopped rather than retried for ever; its raw batch is "
+              f"kept.", {"restarts": restarts})
 
 
 def _records_out(output: StageOutput, sink: StageSink) -> int:
@@ -241,13 +249,13 @@ def run_celery_stage(task: Any, job_id: str, stage_name: str, step: Step) -> dic
     """`run_stage` inside a Celery task: retry database outages with backoff and jitter,
     and mark the job failed (never loop) on a permanent error or when retries run out."""
     stale = float(task.app.conf.get("pipeline_stale_job_seconds") or DEFAULT_STALE_SECONDS)
-    max_attempts = int(task.app.conf.get("pipeline_max_stage_attempts") or DEFAULT_MAX_ATTEMPTS)
+    max_restarts = int(task.app.conf.get("pipeline_max_stage_restarts") or DEFAULT_MAX_RESTARTS)
     # Set by the broker on a message put back after its worker died (acks late).
     redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
     try:
         return run_stage(job_id, stage_name, step, claimant=task.request.id,
                          stale_seconds=stale, redelivered=redelivered,
-                         max_attempts=max_attempts)
+                         max_restarts=max_restarts)
     except (OperationalError, InterfaceError) as exc:
         retries = task.request.retries
         if retries >= task.max_retries:

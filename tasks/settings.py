@@ -66,9 +66,9 @@ class Settings:
     # the recovery sweep (run every sweep_interval_seconds) sends it again.
     stale_job_seconds: float = 120.0
     sweep_interval_seconds: float = 30.0
-    # A stage started this many times without finishing fails its job rather than loop:
-    # its worker died every time (a record that crashes the worker process does that).
-    max_stage_attempts: int = 10
+    # A stage whose message comes back this many times after its worker died fails its
+    # job rather than loop (a record that crashes the worker process does that).
+    max_stage_restarts: int = 5
     log_json: bool = False
     # Stages with fewer input records send no Celery PROGRESS events (the job row still
     # has its progress): for a few records they only add latency.
@@ -94,7 +94,7 @@ class Settings:
             chunk_records=_int(env, "CHUNK_RECORDS", 10_000, minimum=100),
             stale_job_seconds=_float(env, "STALE_JOB_SECONDS", 120.0),
             sweep_interval_seconds=_float(env, "RECOVERY_SWEEP_SECONDS", 30.0),
-            max_stage_attempts=_int(env, "MAX_STAGE_ATTEMPTS", 10, minimum=1),
+            max_stage_restarts=_int(env, "MAX_STAGE_RESTARTS", 5, minimum=1),
             log_json=env.get("LOG_FORMAT", "").strip().lower() == "json",
             progress_event_min_records=_int(env, "PROGRESS_EVENT_MIN_RECORDS", 1000),
             task_events=env.get("TASK_EVENTS", "").strip().lower() in ("1", "true", "yes"),

@@ -210,14 +210,14 @@ def _pool_children(worker: subprocess.Popen[bytes]) -> list[int]:
 
 def test_a_stage_whose_worker_dies_every_time_stops_its_job(fresh: FaultStack):
     """As a record that crashes the worker process would: each time the validate stage
-    runs, its pool process is killed. The broker redelivers the message, each start is
-    counted, and after MAX_STAGE_ATTEMPTS the job fails instead of looping for ever."""
+    runs, its pool process is killed. The broker redelivers the message, each return is
+    counted, and past MAX_STAGE_RESTARTS the job fails instead of looping for ever."""
     log = fresh.root / "poison-worker.log"
-    worker = start_worker({**fresh.env, "MAX_STAGE_ATTEMPTS": "3"}, log, concurrency=1)
+    worker = start_worker({**fresh.env, "MAX_STAGE_RESTARTS": "3"}, log, concurrency=1)
     fresh.workers.append(worker)
-    records, _ = batch("poison")
+    records, _ = batch("poison")  # several chunks: every start commits its claim
     job_id = fresh.submit(records)
-    for attempt in (1, 2, 3):
+    for attempt in (1, 2, 3, 4):
         fresh.wait_until(job_id, lambda job, n=attempt: any(
             s["name"] == "validate" and s["status"] == "running" and s.get("attempt") == n
             for s in job["stages"]))
@@ -225,6 +225,46 @@ def test_a_stage_whose_worker_dies_every_time_stops_its_job(fresh: FaultStack):
             os.kill(pid, signal.SIGKILL)
     job = fresh.wait_until(job_id, lambda job: job["status"] == "failed")
     assert job["error"]["code"] == "stage_interrupted", job["error"]
-    assert job["error"]["details"] == {"attempts": 3}
+    assert job["error"]["details"] == {"restarts": 4}
     assert [s["status"] for s in job["stages"]] == ["succeeded", "failed", "pending", "pending"]
     assert fresh.stored()[0] == 0
+
+
+def _waiting_to_write_a_payload(stack: FaultStack) -> bool:
+    # A transaction of its own: pg_stat_activity is a snapshot taken once per transaction.
+    with stack.engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND query LIKE 'INSERT INTO pipeline_payloads%'")).scalar())
+
+
+def test_a_one_record_stage_whose_worker_dies_every_time_stops_its_job(fresh: FaultStack):
+    """The same for a stage of one chunk, which runs in the transaction that claims it:
+    only the broker's redelivered flag makes its next run count. The test holds an
+    uncommitted row that the stage must write, so each run waits where it can be killed."""
+    log = fresh.root / "poison-one-worker.log"
+    worker = start_worker({**fresh.env, "MAX_STAGE_RESTARTS": "2"}, log, concurrency=1)
+    fresh.workers.append(worker)
+    job_id = fresh.submit([{"campaign_id": "poison-1", "date": "2025-01-15", "spend": "1"}])
+    kills = 0
+    while fresh.job(job_id)["status"] != "failed":
+        assert kills < 5, fresh.job(job_id)
+        with fresh.engine.connect() as blocker:
+            blocker.execute(text(
+                "INSERT INTO pipeline_payloads (job_id, name, seq, record_count, body) "
+                "VALUES (:job, 'ingest', 0, 0, '[]')"), {"job": job_id})
+            deadline = time.monotonic() + 30
+            while not _waiting_to_write_a_payload(fresh):
+                if fresh.job(job_id)["status"] == "failed":
+                    break
+                assert time.monotonic() < deadline, fresh.job(job_id)
+                time.sleep(0.01)
+            else:
+                for pid in _pool_children(worker):
+                    os.kill(pid, signal.SIGKILL)
+                kills += 1
+            blocker.rollback()
+    job = fresh.job(job_id)
+    assert job["error"]["code"] == "stage_interrupted", job["error"]
+    assert job["error"]["details"] == {"restarts": 3}
+    assert kills == 3  # the first run, then two counted restarts; the third return stops it

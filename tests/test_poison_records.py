@@ -1,6 +1,7 @@
 """A stage whose worker dies every time it runs it (as a record that crashes the worker
 process makes it do) is counted on each redelivery, and stops its job after the limit with
-a clear error instead of crashing worker after worker for ever."""
+a clear error instead of crashing worker after worker for ever. Retries after database
+errors are not counted."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
+from tasks import runner
 from tasks.chunks import StageInput
 from tasks.runner import INTERRUPTED, run_celery_stage, run_stage
 from tasks.stage import StageOutput
@@ -25,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("clean_tables")
 POISONED_MESSAGE = "the-poisoned-message"  # a redelivered message keeps its task id
 
 
-def _crash_while_running(job_id: str, database_url: str, max_attempts: int) -> None:
+def _crash_while_running(job_id: str, database_url: str, max_restarts: int) -> None:
     """A worker that runs the stage of a redelivered message and dies in the middle."""
     db.dispose_after_fork()
     db.configure(database_url)
@@ -35,7 +38,7 @@ def _crash_while_running(job_id: str, database_url: str, max_attempts: int) -> N
         raise AssertionError("unreachable")
 
     run_stage(job_id, "validate", step, claimant=POISONED_MESSAGE, redelivered=True,
-              max_attempts=max_attempts)
+              max_restarts=max_restarts)
 
 
 def _validate_stage(engine: Engine, job_id: str) -> tuple[str, dict[str, Any]]:
@@ -45,34 +48,53 @@ def _validate_stage(engine: Engine, job_id: str) -> tuple[str, dict[str, Any]]:
     return job["status"], next(s for s in job["stages"] if s["name"] == "validate")
 
 
-def test_each_start_of_a_redelivered_stage_counts_and_the_limit_stops_the_job(engine):
+def test_each_redelivery_of_a_stage_counts_and_the_limit_stops_the_job(engine):
     job_id = stored_job(engine, [{"campaign_id": "poison"}], ["validate", "later"])
     url = engine.url.render_as_string(hide_password=False)
-    for attempt in (1, 2, 3):
+    for restarts in (1, 2, 3):
         worker = multiprocessing.get_context("fork").Process(
             target=_crash_while_running, args=(job_id, url, 3))
         worker.start()
         worker.join(30)
         assert worker.exitcode == -signal.SIGKILL
         status, stage = _validate_stage(engine, job_id)
-        assert (status, stage["status"], stage["attempt"]) == ("running", "running", attempt)
+        assert (status, stage["status"], stage["restarts"]) == ("running", "running", restarts)
 
     outcome = run_stage(job_id, "validate", validate_step, claimant=POISONED_MESSAGE,
-                        redelivered=True, max_attempts=3)
+                        redelivered=True, max_restarts=3)
     assert outcome["failed"] == INTERRUPTED
     with engine.connect() as conn:
         job = jobs.get(conn, job_id)
     assert job["status"] == "failed"
     assert job["error"]["code"] == INTERRUPTED
-    assert job["error"]["details"] == {"attempts": 3}
-    assert "started 3 times" in job["error"]["message"]
+    assert job["error"]["details"] == {"restarts": 4}
+    assert "came back 4 times" in job["error"]["message"]
     assert stage_output(engine, job_id, "raw") == [{"campaign_id": "poison"}]  # kept
+
+
+def test_retries_after_database_errors_do_not_count(engine, monkeypatch):
+    """A long stage commits its claim on every try; a database outage retried by Celery
+    must not stop the job however many tries it takes."""
+    monkeypatch.setattr(runner, "ONE_TRANSACTION_RECORDS", 0)  # every claim committed
+    job_id = stored_job(engine, [{"campaign_id": "outage"}], ["validate", "later"])
+
+    def step(conn: Any, job: dict[str, Any], source: StageInput, sink: Any) -> StageOutput:
+        raise OperationalError("SELECT 1", {}, Exception("the server went away"))
+
+    for _ in range(3):
+        with pytest.raises(OperationalError):
+            run_stage(job_id, "validate", step, claimant="retried-task", max_restarts=1)
+    assert run_stage(job_id, "validate", validate_step, claimant="retried-task",
+                     max_restarts=1)["records_out"] == 1
+    status, stage = _validate_stage(engine, job_id)
+    assert (stage["status"], stage["attempt"], stage.get("restarts", 0)) == ("succeeded", 4, 0)
+    close_job(engine, job_id)
 
 
 def _task(redelivered: bool) -> SimpleNamespace:
     """What run_celery_stage reads of a Celery task: its settings and the delivery."""
     return SimpleNamespace(
-        app=SimpleNamespace(conf={"pipeline_max_stage_attempts": 10}),
+        app=SimpleNamespace(conf={"pipeline_max_stage_restarts": 5}),
         request=SimpleNamespace(id=f"task-{redelivered}", retries=0,
                                 delivery_info={"exchange": "", "routing_key": "pipeline",
                                                "redelivered": redelivered}),

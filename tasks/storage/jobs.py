@@ -124,7 +124,7 @@ def _seconds_since(stamp: str | None, now: datetime) -> float:
 
 def claim_stage(
     conn: Connection, job_id: str, stage_name: str, claimant: str, stale_seconds: float,
-    *, write: bool = True,
+    *, write: bool = True, redelivered: bool = False,
 ) -> dict[str, Any] | None:
     """Lock the job and take the stage for `claimant` (a task id); None when it must not run.
     With `write` False the claim is only made on the returned job (the caller writes it
@@ -134,7 +134,8 @@ def claim_stage(
     task holds with a fresh heartbeat. The same task (a retry, or its message redelivered
     after a worker died) takes the stage over at once; another task only once the
     holder's heartbeat is older than `stale_seconds`. Each claim bumps `attempt`, so a
-    superseded holder cannot commit its output (see `owns_stage`).
+    superseded holder cannot commit its output (see `owns_stage`). A `redelivered`
+    message (its worker died) also bumps `restarts`.
     """
     job = get(conn, job_id, for_update=True)
     if job is None or job["status"] in FINISHED:
@@ -155,6 +156,8 @@ def claim_stage(
         status=RUNNING, claimed_by=claimant, attempt=stage.get("attempt", 0) + 1,
         heartbeat_at=isoformat(now),
     )
+    if redelivered:
+        stage["restarts"] = stage.get("restarts", 0) + 1
     stage["started_at"] = stage.get("started_at") or isoformat(now)
     values: dict[str, Any] = {
         "stages": job["stages"], "status": RUNNING, "updated_at": now,
@@ -185,6 +188,11 @@ def owns_stage(job: dict[str, Any] | None, stage_name: str, attempt: int) -> boo
 
 def stage_attempt(job: dict[str, Any], stage_name: str) -> int:
     return int(_stage(job, stage_name).get("attempt", 0))
+
+
+def stage_restarts(job: dict[str, Any], stage_name: str) -> int:
+    """How many times the stage's message came back after its worker died."""
+    return int(_stage(job, stage_name).get("restarts", 0))
 
 
 def heartbeat(conn: Connection, job_id: str, stage_name: str, attempt: int,

@@ -89,11 +89,13 @@ def test_stage_runs_records_and_durations_come_from_the_workers(client, run_job)
         return {k: v for k, v in scrape(client).items() if k[0].startswith("pipeline_stage_")}
 
     before = stage_samples()
+    deadline = time.monotonic() + 30
     while True:
         time.sleep(stats.LINGER_SECONDS + 0.3)
         settled = stage_samples()
         if settled == before:
             break
+        assert time.monotonic() < deadline, "stage counters never stopped moving"
         before = settled
     records = [{"campaign_id": f"m-{i}", "spend": 2.0, "clicks": 1} for i in range(7)]
     records.append({"campaign_id": "m-bad", "spend": "not a number"})

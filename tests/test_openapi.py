@@ -111,7 +111,7 @@ def test_accepted_jobs_files_keys_and_security_are_described(document):
 
     job = _operation(document, "/api/v1/jobs/{job_id}", "get")
     assert "wait" in {p.get("name") for p in job["parameters"]}
-    assert set(job["responses"]) == {"200", "401", "404", "422"}
+    assert set(job["responses"]) == {"200", "401", "404", "422", "503"}
     job_schema = document["components"]["schemas"]["Job"]
     assert {"stages", "progress", "status", "result", "error"} <= set(job_schema["properties"])
     assert "/api/v1/jobs/{job_id}/rejected" in document["paths"]

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from flask import Flask, jsonify
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
-    def _database_unavailable(exc: Exception):  # type: ignore[no-untyped-def]
-        # A restart, a dropped connection, a timeout: passing; an Idempotency-Key makes
-        # the retry of a POST safe.
-        log.warning("database error: %s", exc)
+    def _database_error(exc: DBAPIError):  # type: ignore[no-untyped-def]
+        if not lost_connection(exc):  # a timeout, a full disk, a bug: not for a retry
+            return _unexpected(exc)
+        # A restart or a dropped connection: passing (an Idempotency-Key makes the retry
+        # of a POST safe).
+        log.warning("database connection lost: %s", exc)
         response = jsonify(error_body(
             "service_unavailable", "the database is unavailable; retry in a moment"))
         return response, 503, {"Retry-After": "1"}
@@ -67,3 +69,16 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         log.exception("unhandled error")
         return jsonify(error_body("internal_error", "internal server error")), 500
+
+
+# SQLSTATEs of a server going away: connection exceptions, and the three shutdowns.
+_CONNECTION_LOST = ("08", "57P01", "57P02", "57P03")
+
+
+def lost_connection(exc: DBAPIError) -> bool:
+    """True for an error that means the connection or the server went away: a retry on a
+    new connection can succeed. psycopg2 reports a dropped socket with no SQLSTATE."""
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "pgcode", None)
+    return code is None or code.startswith(_CONNECTION_LOST)

@@ -243,7 +243,8 @@ ERROR_MEANING = {
     415: "A media type this operation does not take.",
     422: "Well-formed but invalid: unknown data type, source, field, filter or table name, "
          "or a value out of range.",
-    503: "The query ran past its time limit.",
+    503: "The query ran past its time limit (`query_timeout`), or the database could not be "
+         "reached (`service_unavailable`, with Retry-After): retry shortly.",
 }
 API_SECURITY = [{"bearerAuth": []}, {"apiKeyHeader": []}]
 JSON = "application/json"
@@ -329,7 +330,7 @@ def _accept_operation(kind: str) -> dict[str, Any]:
             "202": {"description": "Accepted: the batch is durable and its job queued.",
                     "headers": ACCEPTED_HEADERS,
                     "content": _json("Accepted", _accepted_example(kind))},
-            **_errors(400, 401, 409, 413, 415, 422),
+            **_errors(400, 401, 409, 413, 415, 422, 503),
         },
     }}
 
@@ -394,7 +395,7 @@ def _job_operation() -> dict[str, Any]:
                 "started_at": "2023-10-27T10:00:00Z", "finished_at": None,
                 "progress": {"stage": "validate", "records_done": 0, "records_total": 1},
             })},
-            **_errors(401, 404, 422),
+            **_errors(401, 404, 422, 503),
         },
     }}
 
@@ -415,7 +416,7 @@ def _rejected_operation() -> dict[str, Any]:
         "responses": {
             "200": {"description": "One page of quarantined records.",
                     "content": _json("RejectedPage")},
-            **_errors(401, 404, 422),
+            **_errors(401, 404, 422, 503),
         },
     }}
 
@@ -436,7 +437,7 @@ def _replay_operation() -> dict[str, Any]:
             "202": {"description": "Accepted: the replay's job is queued.",
                     "headers": {"Location": ACCEPTED_HEADERS["Location"]},
                     "content": _json("ReplayAccepted")},
-            **_errors(400, 401, 404, 409, 413, 415, 422),
+            **_errors(400, 401, 404, 409, 413, 415, 422, 503),
         },
     }}
 

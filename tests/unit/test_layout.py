@@ -53,6 +53,8 @@ def test_docker_compose_services_commands_ports_and_health_checks():
     assert "0.0.0.0:5000" in api["command"] and "5000:5000" in api["ports"]
     assert worker["command"][:4] == ["celery", "-A", "webapp.make_celery", "worker"]
     assert "-E" not in worker["command"]  # Flower turns task events on while it runs
+    # Request metrics of both gunicorn workers in one scrape, from a folder empty at start.
+    assert api["environment"]["PROMETHEUS_MULTIPROC_DIR"] in api["tmpfs"]
     assert not any("enable_events" in arg for arg in flower["command"])
     assert flower["command"][3] == "flower" and "5555:5555" in flower["ports"]
     assert any(arg.startswith("--basic-auth=${FLOWER_BASIC_AUTH") for arg in flower["command"])

@@ -24,6 +24,8 @@ TASK_NAMES = {
     "store": "storage.store",
 }
 PIPELINE_STAGES = ("ingest", "validate", "process", "store")
+# How often the raw batches of jobs past their retention are deleted.
+RETENTION_SWEEP_SECONDS = 600.0
 CPU_QUEUE = "pipeline"
 STORE_QUEUE = "store"
 TASK_MODULES = (
@@ -73,11 +75,16 @@ def celery_config(settings: Settings) -> dict:
         "worker_hijack_root_logger": False,
         "pipeline_stale_job_seconds": settings.stale_job_seconds,
         "pipeline_max_stage_restarts": settings.max_stage_restarts,
+        "pipeline_raw_retention_hours": settings.raw_retention_hours,
         "pipeline_progress_event_min_records": settings.progress_event_min_records,
         "beat_schedule": {
             "recover-stale-jobs": {
                 "task": "maintenance.recover_stale_jobs",
                 "schedule": settings.sweep_interval_seconds,
+            },
+            "expire-raw-batches": {
+                "task": "maintenance.expire_raw_batches",
+                "schedule": RETENTION_SWEEP_SECONDS,
             },
         },
     }

@@ -1,8 +1,13 @@
-"""The recovery sweep: jobs that stayed queued or running too long are sent again.
+"""Periodic upkeep, run by Celery beat in one worker.
 
-The raw batch and every finished stage's output are in PostgreSQL, so a job whose
-messages were lost (a Redis restart, a flushed broker) resumes at its first unfinished
-stage. Stages are idempotent, so a job that was merely slow is not harmed.
+The recovery sweep: jobs that stayed queued or running too long are sent again. The raw
+batch and every finished stage's output are in PostgreSQL, so a job whose messages were
+lost (a Redis restart, a flushed broker) resumes at its first unfinished stage. Stages
+are idempotent, so a job that was merely slow is not harmed.
+
+Raw batch retention: a finished job's raw batch is deleted once the job has been
+finished for RAW_RETENTION_HOURS. Nothing reads it then (a replay carries its own
+records), and kept for ever every upload would stay on disk.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import current_app, shared_task
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tasks.runner import DEFAULT_STALE_SECONDS
 from tasks.storage import db, jobs
@@ -71,3 +76,47 @@ def recover(celery_app: Any, older_than_seconds: float) -> list[str]:
 def recover_stale_jobs() -> int:
     seconds = float(current_app.conf.get("pipeline_stale_job_seconds") or DEFAULT_STALE_SECONDS)
     return len(recover(current_app, seconds))
+
+
+# Jobs whose payloads one transaction deletes: a few short transactions rather than one
+# that holds thousands of rows' locks.
+EXPIRE_JOBS_PER_TRANSACTION = 100
+EXPIRE_TRANSACTIONS_PER_RUN = 20
+
+_EXPIRE = text("""
+DELETE FROM pipeline_payloads p USING (
+    SELECT raw.job_id FROM pipeline_payloads raw
+    JOIN pipeline_jobs j ON j.id = raw.job_id
+    WHERE raw.name = 'raw' AND raw.seq = 0
+      AND j.status IN ('succeeded', 'failed') AND j.updated_at < :cutoff
+    LIMIT :limit
+) expired
+WHERE p.job_id = expired.job_id
+RETURNING p.job_id
+""")
+
+
+def expire_raw_batches(older_than_hours: float) -> int:
+    """Delete what is stored of jobs finished more than `older_than_hours` ago (their raw
+    batch, and any output a crash left behind); returns how many jobs lost theirs. Driven
+    by the stored batches, so its cost follows what is kept, not how many jobs exist."""
+    cutoff = jobs.utcnow() - timedelta(hours=older_than_hours)
+    engine = db.get_engine()
+    expired = 0
+    for _ in range(EXPIRE_TRANSACTIONS_PER_RUN):
+        with engine.begin() as conn:
+            ids = {row.job_id for row in conn.execute(
+                _EXPIRE, {"cutoff": cutoff, "limit": EXPIRE_JOBS_PER_TRANSACTION})}
+        expired += len(ids)
+        if len(ids) < EXPIRE_JOBS_PER_TRANSACTION:
+            break
+    if expired:
+        log.info("raw batch retention: deleted the stored batches of %d finished job(s)",
+                 expired)
+    return expired
+
+
+@shared_task(name="maintenance.expire_raw_batches", ignore_result=True)
+def expire_raw_batches_task() -> int:
+    hours = current_app.conf.get("pipeline_raw_retention_hours")
+    return 0 if hours is None else expire_raw_batches(float(hours))

@@ -37,6 +37,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _hours_or_off(env: Mapping[str, str], name: str, default: float) -> float | None:
+    """A number of hours (at least 0), or None for `off`."""
+    raw = env.get(name, "").strip().lower()
+    if raw == "off":
+        return None
+    value = _float(env, name, default)
+    if value < 0:
+        raise SettingsError(f"{name} must be a number of hours or 'off', got {raw!r}")
+    return value
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
@@ -69,6 +80,9 @@ class Settings:
     # A stage whose message comes back this many times after its worker died fails its
     # job rather than loop (a record that crashes the worker process does that).
     max_stage_restarts: int = 5
+    # Raw batches of finished jobs are deleted this long after the job finished (None:
+    # kept for ever). Nothing reads them then; kept, they grow with every upload.
+    raw_retention_hours: float | None = 168.0
     log_json: bool = False
     # Stages with fewer input records send no Celery PROGRESS events (the job row still
     # has its progress): for a few records they only add latency.
@@ -95,6 +109,7 @@ class Settings:
             stale_job_seconds=_float(env, "STALE_JOB_SECONDS", 120.0),
             sweep_interval_seconds=_float(env, "RECOVERY_SWEEP_SECONDS", 30.0),
             max_stage_restarts=_int(env, "MAX_STAGE_RESTARTS", 5, minimum=1),
+            raw_retention_hours=_hours_or_off(env, "RAW_RETENTION_HOURS", 168.0),
             log_json=env.get("LOG_FORMAT", "").strip().lower() == "json",
             progress_event_min_records=_int(env, "PROGRESS_EVENT_MIN_RECORDS", 1000),
             task_events=env.get("TASK_EVENTS", "").strip().lower() in ("1", "true", "yes"),

@@ -226,7 +226,8 @@ def _work(conn: Connection, job: dict[str, Any], stage_name: str, step: Step, at
             progress=jobs.progress_snapshot(stage_name, output.records_in, output.records_in),
         )
     if is_last or output.failure is not None:
-        # Intermediate outputs are no longer needed; the raw batch stays for replay.
+        # Intermediate outputs are no longer needed; the raw batch stays until its
+        # retention ends (tasks/maintenance.py).
         payloads.discard(conn, job_id, [s["name"] for s in job["stages"]])
     return output, sink
 

@@ -47,7 +47,7 @@ def test_after_202_the_job_and_raw_batch_are_in_postgresql(client, engine, job_w
     assert job is not None and job["records_count"] == 3
     assert raw == records
     assert job_waiter(job_id)["status"] == "succeeded"
-    with engine.connect() as conn:  # the raw batch stays for replay; intermediates are gone
+    with engine.connect() as conn:  # the raw batch stays (for its retention); the rest goes
         names = {r.name for r in conn.execute(
             select(payloads_table.c.name).where(payloads_table.c.job_id == job_id))}
     assert names == {payloads.RAW}

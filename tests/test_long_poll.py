@@ -1,0 +1,33 @@
+"""A long poll (GET /api/v1/jobs/<id>?wait=...) is woken by the NOTIFY of the transaction
+that finishes the job, not by its periodic re-check."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tasks.runner import run_stage
+from tasks.storage.tasks import store_step
+from tests.helpers import stored_job
+from webapp.views import jobs as jobs_view
+
+pytestmark = pytest.mark.usefixtures("clean_tables")
+
+
+def test_the_job_finishing_wakes_its_long_poll(client, engine, monkeypatch):
+    monkeypatch.setattr(jobs_view, "RECHECK_SECONDS", 60.0)  # only the notice can wake it
+    job_id = stored_job(engine, [{"campaign_id": "poll-1", "date": "2025-03-01",
+                                  "spend": "1"}], ["store"])
+    answer: dict[str, Any] = {}
+    poll = threading.Thread(target=lambda: answer.update(
+        client.get(f"/api/v1/jobs/{job_id}?wait=20").get_json()))
+    poll.start()
+    time.sleep(0.5)  # the poll has read the job (queued) and waits
+    assert poll.is_alive()
+    run_stage(job_id, "store", store_step)
+    poll.join(15)  # well before its 20 s are up
+    assert not poll.is_alive()
+    assert answer["status"] == "succeeded"

@@ -124,10 +124,18 @@ def clear_leftovers() -> None:
             process.wait(15)
             print(f"· stopped a leftover {name} (pid {pid}) of a killed run", flush=True)
         except psutil.TimeoutExpired:
-            process.kill()
+            try:
+                os.killpg(pid, signal.SIGKILL)  # it leads a group: its children too
+            except ProcessLookupError:
+                process.kill()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     pid_file.unlink(missing_ok=True)
+
+
+# How `make run` stops its children: gunicorn's quick shutdown (a long poll does not hold
+# it up for its 30 s), and Celery's warm shutdown (running stages finish, within 30 s).
+STOP_SIGNALS = {"api": signal.SIGINT, "worker": signal.SIGTERM}
 
 
 def run_all() -> int:
@@ -136,9 +144,15 @@ def run_all() -> int:
     env, servers = resolve_services()
     migrate(env)
     _pid_file().parent.mkdir(parents=True, exist_ok=True)
+    # Each child leads a process group of its own: a Ctrl-C reaches only this launcher,
+    # which stops each child with one signal. (Sent the terminal's SIGINT and then its
+    # master's SIGQUIT, a gunicorn gthread worker can deadlock in its own shutdown and
+    # outlive everything.)
     children = {
-        "api": subprocess.Popen(api_command(), env=_with_metrics_dir(env), cwd=ROOT),
-        "worker": subprocess.Popen(worker_command(), env=env, cwd=ROOT),
+        "api": subprocess.Popen(api_command(), env=_with_metrics_dir(env), cwd=ROOT,
+                                start_new_session=True),
+        "worker": subprocess.Popen(worker_command(), env=env, cwd=ROOT,
+                                   start_new_session=True),
     }
     _pid_file().write_text(json.dumps({
         "launcher": os.getpid(), "children": {k: c.pid for k, c in children.items()}}))
@@ -158,6 +172,7 @@ def run_all() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)  # the terminal closed: the children would stay
     exit_code = 0
     try:
         while not stopping:
@@ -169,21 +184,29 @@ def run_all() -> int:
                     stopping = True
             time.sleep(0.2)
     finally:
-        for child in children.values():
+        for name, child in children.items():
             if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+                child.send_signal(STOP_SIGNALS[name])
         deadline = time.monotonic() + 30
         for child in children.values():
             try:
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+                pass
+            _kill_group(child)  # whatever of it is still there, once it had its time
         if servers:
             servers.stop()
         _pid_file().unlink(missing_ok=True)
         print("stopped.", flush=True)
     return exit_code
+
+
+def _kill_group(child: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the group is gone: the child stopped cleanly
+        pass
+    child.wait()
 
 
 def _with_metrics_dir(env: dict[str, str]) -> dict[str, str]:

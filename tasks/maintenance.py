@@ -17,11 +17,11 @@ from datetime import timedelta
 from typing import Any
 
 from celery import current_app, shared_task
-from sqlalchemy import select, text
+from sqlalchemy import delete, select
 
 from tasks.runner import DEFAULT_STALE_SECONDS
-from tasks.storage import db, jobs
-from tasks.storage.schema import jobs_table
+from tasks.storage import db, jobs, payloads
+from tasks.storage.schema import jobs_table, payloads_table
 from tasks.submit import enqueue
 
 log = logging.getLogger(__name__)
@@ -83,19 +83,6 @@ def recover_stale_jobs() -> int:
 EXPIRE_JOBS_PER_TRANSACTION = 100
 EXPIRE_TRANSACTIONS_PER_RUN = 20
 
-_EXPIRE = text("""
-DELETE FROM pipeline_payloads p USING (
-    SELECT raw.job_id FROM pipeline_payloads raw
-    JOIN pipeline_jobs j ON j.id = raw.job_id
-    WHERE raw.name = 'raw' AND raw.seq = 0
-      AND j.status IN ('succeeded', 'failed') AND j.updated_at < :cutoff
-    LIMIT :limit
-) expired
-WHERE p.job_id = expired.job_id
-RETURNING p.job_id
-""")
-
-
 def expire_raw_batches(older_than_hours: float) -> int:
     """Delete what is stored of jobs finished more than `older_than_hours` ago (their raw
     batch, and any output a crash left behind); returns how many jobs lost theirs. Driven
@@ -103,10 +90,19 @@ def expire_raw_batches(older_than_hours: float) -> int:
     cutoff = jobs.utcnow() - timedelta(hours=older_than_hours)
     engine = db.get_engine()
     expired = 0
+    stored = payloads_table.c
+    batches = (
+        select(stored.job_id)
+        .join(jobs_table, jobs_table.c.id == stored.job_id)
+        .where(stored.name == payloads.RAW, stored.seq == 0,
+               jobs_table.c.status.in_(jobs.FINISHED), jobs_table.c.updated_at < cutoff)
+        .limit(EXPIRE_JOBS_PER_TRANSACTION)
+    )
+    statement = (delete(payloads_table).where(stored.job_id.in_(batches.scalar_subquery()))
+                 .returning(stored.job_id))
     for _ in range(EXPIRE_TRANSACTIONS_PER_RUN):
         with engine.begin() as conn:
-            ids = {row.job_id for row in conn.execute(
-                _EXPIRE, {"cutoff": cutoff, "limit": EXPIRE_JOBS_PER_TRANSACTION})}
+            ids = set(conn.execute(statement).scalars())
         expired += len(ids)
         if len(ids) < EXPIRE_JOBS_PER_TRANSACTION:
             break

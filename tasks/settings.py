@@ -48,6 +48,15 @@ def _hours_or_off(env: Mapping[str, str], name: str, default: float) -> float | 
     return value
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
@@ -112,7 +121,7 @@ class Settings:
             raw_retention_hours=_hours_or_off(env, "RAW_RETENTION_HOURS", 168.0),
             log_json=env.get("LOG_FORMAT", "").strip().lower() == "json",
             progress_event_min_records=_int(env, "PROGRESS_EVENT_MIN_RECORDS", 1000),
-            task_events=env.get("TASK_EVENTS", "").strip().lower() in ("1", "true", "yes"),
+            task_events=_flag(env, "TASK_EVENTS"),
         )
 
     def require_services(self) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from tasks.celery_app import TASK_NAMES
 
 TASK_EVENTS = ("task-received", "task-started", "task-succeeded")
@@ -48,3 +50,13 @@ def test_workers_send_task_events_only_while_asked_for_them(app, client, job_wai
             time.sleep(0.1)
     finally:
         control.disable_events(reply=True, timeout=5)
+
+
+def test_task_events_setting_is_a_clear_flag():
+    from tasks.settings import Settings, SettingsError
+
+    assert Settings.from_env({}).task_events is False
+    assert Settings.from_env({"TASK_EVENTS": "on"}).task_events is True
+    assert Settings.from_env({"TASK_EVENTS": "0"}).task_events is False
+    with pytest.raises(SettingsError, match="TASK_EVENTS"):
+        Settings.from_env({"TASK_EVENTS": "sometimes"})

@@ -178,7 +178,7 @@ def accept_chunks(
                                   payloads.encode(chunk))
             seq += 1
         if seq == 0:
-            payloads.save_encoded(conn, job_id, payloads.RAW, 0, 0, "[]")
+            payloads.save_encoded(conn, job_id, payloads.RAW, 0, 0, b"[]")
         jobs.set_records_count(conn, job_id, count)
         job = jobs.get(conn, job_id)
     assert job is not None

@@ -230,12 +230,19 @@ def test_a_stage_whose_worker_dies_every_time_stops_its_job(fresh: FaultStack):
     assert fresh.stored()[0] == 0
 
 
-def _waiting_to_write_a_payload(stack: FaultStack) -> bool:
+def _backend_waiting_to_write_a_payload(stack: FaultStack) -> int | None:
+    """The server process of a stage that waits to write a payload, if any."""
     # A transaction of its own: pg_stat_activity is a snapshot taken once per transaction.
     with stack.engine.connect() as conn:
-        return bool(conn.execute(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND query LIKE 'INSERT INTO pipeline_payloads%'")).scalar())
+        return conn.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND query LIKE 'COPY \"pipeline_payloads\"%' LIMIT 1")).scalar()
+
+
+def _gone(stack: FaultStack, backend: int) -> bool:
+    with stack.engine.connect() as conn:
+        return not conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                {"pid": backend}).scalar()
 
 
 def test_a_one_record_stage_whose_worker_dies_every_time_stops_its_job(fresh: FaultStack):
@@ -254,16 +261,23 @@ def test_a_one_record_stage_whose_worker_dies_every_time_stops_its_job(fresh: Fa
                 "INSERT INTO pipeline_payloads (job_id, name, seq, record_count, body) "
                 "VALUES (:job, 'ingest', 0, 0, '[]')"), {"job": job_id})
             deadline = time.monotonic() + 30
-            while not _waiting_to_write_a_payload(fresh):
+            while (backend := _backend_waiting_to_write_a_payload(fresh)) is None:
                 if fresh.job(job_id)["status"] == "failed":
                     break
                 assert time.monotonic() < deadline, fresh.job(job_id)
                 time.sleep(0.01)
             else:
-                for pid in _pool_children(worker):
+                children = _pool_children(worker)
+                assert children, "a stage waits, so the pool has the child running it"
+                for pid in children:
                     os.kill(pid, signal.SIGKILL)
                 kills += 1
             blocker.rollback()
+        # The killed run's server process sees its client gone once the row is let go:
+        # until it has, it would be taken for the next run's.
+        while backend is not None and not _gone(fresh, backend):
+            assert time.monotonic() < deadline, backend
+            time.sleep(0.01)
     job = fresh.job(job_id)
     assert job["error"]["code"] == "stage_interrupted", job["error"]
     assert job["error"]["details"] == {"restarts": 3}

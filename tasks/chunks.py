@@ -24,16 +24,17 @@ from tasks.storage.schema import payloads_table
 class StageInput:
     """The chunks of one stored batch, read in order, each decoded when its turn comes.
 
-    The first chunk is fetched at once with the number of chunks (one round trip for the
-    common one-chunk job), so a stage can tell before its first pass whether the batch
-    spans chunks; `chunks()` may be called again for another pass.
+    The first chunk is fetched with the number of chunks on first use (one round trip for
+    the common one-chunk job), so a stage can tell before its first pass whether the
+    batch spans chunks; `chunks()` may be called again for another pass. A stage that
+    lets PostgreSQL read the chunks (`stored()`) never fetches them.
     """
 
     def __init__(self, conn: Connection, job_id: str, name: str) -> None:
         self.conn, self.job_id, self.name = conn, job_id, name
-        row = conn.execute(self._query(-1).add_columns(func.count().over())).first()
-        self._first: tuple[int, str] | None = (row[0], row[1]) if row else None
-        self.chunk_count: int = row[2] if row else 0
+        self._fetched = False
+        self._first: tuple[int, str] | None = None
+        self._chunk_count = 0
 
     def _query(self, after: int) -> Any:
         table = payloads_table.c
@@ -41,14 +42,35 @@ class StageInput:
                 .where(table.job_id == self.job_id, table.name == self.name, table.seq > after)
                 .order_by(table.seq).limit(1))
 
+    def _fetch_first(self) -> None:
+        if not self._fetched:
+            row = self.conn.execute(self._query(-1).add_columns(func.count().over())).first()
+            self._first = (row[0], row[1]) if row else None
+            self._chunk_count = row[2] if row else 0
+            self._fetched = True
+
+    @property
+    def chunk_count(self) -> int:
+        self._fetch_first()
+        return self._chunk_count
+
     @property
     def spans_chunks(self) -> bool:
         return self.chunk_count > 1
+
+    def stored(self) -> list[tuple[int, int]]:
+        """(seq, record count) of every chunk, in order, without their bodies."""
+        table = payloads_table.c
+        return [(seq, count) for seq, count in self.conn.execute(
+            select(table.seq, table.record_count)
+            .where(table.job_id == self.job_id, table.name == self.name)
+            .order_by(table.seq))]
 
     def chunks(self, report_progress: bool = True) -> Iterator[tuple[int, Any]]:
         """(offset of the chunk's first record in the batch, decoded chunk), in order. A
         platform response stored whole is one chunk that is not a list (offset 0). Progress
         is reported as each chunk starts (not in a stage's first pass over its input)."""
+        self._fetch_first()
         if self._first is None:
             yield 0, []  # no stored input: an empty batch
             return
@@ -62,7 +84,7 @@ class StageInput:
             yield offset, chunk
             offset += len(chunk) if isinstance(chunk, list) else 0
             del chunk
-            if self.chunk_count == 1:
+            if self._chunk_count == 1:
                 return
             row = self.conn.execute(self._query(seq)).first()
             if row is None:

@@ -14,7 +14,7 @@ from tasks.datatypes import DataType
 from tasks.stage import StageFailure, StageOutput, utc_timestamp
 from tasks.storage.partitions import TooManyPartitions
 from tasks.storage.quarantine import Rejected
-from tasks.storage.upsert import upsert
+from tasks.storage.upsert import upsert, upsert_stored
 
 # Records upserted per statement by the store stage (progress is reported between them).
 STORE_SLICE = 20_000
@@ -118,10 +118,39 @@ def store(
         raise StageFailure("invalid_dates", str(exc), {"field": data_type.date_column},
                            rejected=rejected) from None
     counts["duplicates_in_batch"] += len(records) - len(clean) - len(rejected)
+    return _stored(counts, len(records), opts, rejected)
+
+
+def store_stored(
+    conn: Connection,
+    data_type: DataType,
+    options: Mapping[str, Any] | None,
+    *,
+    job_id: str,
+    payload: str,
+    seq: int,
+    accepted_at: datetime | None = None,
+) -> StageOutput:
+    """`store` of one chunk of canonical records (our process stage's output) that
+    PostgreSQL reads from the claim check itself (upsert_stored)."""
+    opts = check_options(data_type, options)
+    try:
+        counts = upsert_stored(conn, data_type, job_id=job_id, payload=payload, seq=seq,
+                               update_existing=opts["upsert"], accepted_at=accepted_at)
+    except TooManyPartitions as exc:
+        raise StageFailure("invalid_dates", str(exc), {"field": data_type.date_column}) \
+            from None
+    staged = counts["inserted"] + counts["updated"] + counts["skipped"] + \
+        counts["duplicates_in_batch"]
+    return _stored(counts, staged, opts, [])
+
+
+def _stored(counts: dict[str, int], records_in: int, opts: Mapping[str, Any],
+            rejected: list[Rejected]) -> StageOutput:
     return StageOutput(
         records=[],
         rejected=rejected,
-        records_in=len(records),
+        records_in=records_in,
         records_out=counts["inserted"] + counts["updated"],
         result={
             "stored_at": utc_timestamp(),

@@ -7,12 +7,13 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.engine import Connection
 
+from tasks import progress
 from tasks.chunks import StageInput, StageSink
 from tasks.datatypes import get_data_type
 from tasks.runner import STAGE_TASK_OPTIONS, run_celery_stage
 from tasks.stage import StageFailure, StageOutput
 from tasks.storage import jobs
-from tasks.storage.core import every_natural_key, store
+from tasks.storage.core import every_natural_key, store, store_stored
 from tasks.storage.quarantine import Rejected
 from tasks.storage.repeats import RepeatedKeys
 
@@ -27,6 +28,8 @@ def store_step(conn: Connection, job: dict[str, Any], source: StageInput,
     data_type = get_data_type(job["data_type"])
     # Our process stage already kept one record per key across the whole batch; other
     # input spanning chunks needs a first pass for keys repeated across them.
+    if canonical:
+        return _store_canonical(conn, job, source, sink)
     repeats = RepeatedKeys.in_batch(
         conn, "natural_key", source,
         lambda chunk: ((0, i, key) for i, key in every_natural_key(chunk, data_type)),
@@ -45,6 +48,27 @@ def store_step(conn: Connection, job: dict[str, Any], source: StageInput,
                                 for r in failure.rejected]
             raise
         sink.take(output, offset)
+    return sink.summary()
+
+
+def _store_canonical(conn: Connection, job: dict[str, Any], source: StageInput,
+                     sink: StageSink) -> StageOutput:
+    """Our process stage's output, chunk by chunk, read by PostgreSQL from the claim
+    check: its values are canonical and it holds one record per key across the batch."""
+    data_type = get_data_type(job["data_type"])
+    chunks = source.stored()
+    if not chunks:  # nothing stored at all: the empty batch's result
+        sink.take(store(conn, [], data_type, job["options"].get("storage_options"),
+                        job_id=job["id"], canonical=True))
+        return sink.summary()
+    offset = 0
+    for seq, count in chunks:
+        progress.enter_chunk(offset)
+        output = store_stored(conn, data_type, job["options"].get("storage_options"),
+                              job_id=job["id"], payload=source.name, seq=seq,
+                              accepted_at=job["created_at"])
+        sink.take(output, offset)
+        offset += count
     return sink.summary()
 
 

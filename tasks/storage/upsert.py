@@ -40,6 +40,7 @@ from tasks.datatypes import (
     DataType,
 )
 from tasks.storage.partitions import ensure_partitions
+from tasks.storage.schema import payloads_table
 
 PG_TYPES = {
     TEXT: "text", INTEGER: "bigint", DECIMAL: "numeric", DATE: "date",
@@ -86,6 +87,82 @@ def _staging_was_used(conn: Connection, name: str) -> bool:
     return False
 
 
+def _staging(cursor: Any, conn: Connection, data_type: DataType,
+             columns: Sequence[str]) -> sql.Identifier:
+    """The connection's empty staging table for these columns, created on first use."""
+    kinds = data_type.all_columns
+    temp_name = _staging_name(data_type, columns)
+    temp = sql.Identifier(temp_name)
+    # One staging table, reused: a store of many chunks would otherwise hold the locks of
+    # a table per chunk until it commits (and run out of the server's lock table on a
+    # file of millions of records).
+    cursor.execute(sql.SQL(
+        "CREATE TEMP TABLE IF NOT EXISTS {} (_seq bigint, {}) ON COMMIT DELETE ROWS"
+    ).format(
+        temp,
+        sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(PG_TYPES[kinds[c]]))
+            for c in columns
+        ),
+    ))
+    if _staging_was_used(conn, temp_name):
+        cursor.execute(sql.SQL("TRUNCATE {}").format(temp))
+    return temp
+
+
+def _merge(cursor: Any, data_type: DataType, columns: Sequence[str], temp: sql.Identifier,
+           *, job_id: str, update_existing: bool, accepted_at: datetime | None,
+           staged: int) -> dict[str, int]:
+    """The staged rows into the table, last of each key (by _seq) winning; counts."""
+    target = sql.Identifier(data_type.table_name)
+    col_ids = [sql.Identifier(c) for c in columns]
+    key_ids = [sql.Identifier(c) for c in data_type.natural_key]
+    if update_existing:
+        updatable = [c for c in columns if c not in data_type.natural_key]
+        conflict = sql.SQL(
+            "DO UPDATE SET {} WHERE {target}.accepted_at IS NULL"
+            " OR ({target}.accepted_at, {target}.job_id)"
+            " <= (EXCLUDED.accepted_at, EXCLUDED.job_id)"
+        ).format(sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+            for c in [*updatable, "job_id", "accepted_at", "updated_at"]
+        ), target=target)
+    else:
+        conflict = sql.SQL("DO NOTHING")
+    cursor.execute(sql.SQL(
+        "WITH stamp AS MATERIALIZED (SELECT clock_timestamp() AS at),"
+        " written AS ("
+        " INSERT INTO {target} ({cols}, job_id, accepted_at, ingested_at, updated_at)"
+        " SELECT DISTINCT ON ({keys}) {cols}, %(job_id)s,"
+        " coalesce(%(accepted_at)s, stamp.at), stamp.at, stamp.at"
+        " FROM {temp} CROSS JOIN stamp"
+        " ORDER BY {keys}, _seq DESC"
+        " ON CONFLICT ({keys}) {conflict}"
+        " RETURNING ingested_at = updated_at AS inserted)"
+        " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
+        " (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {temp}) k)"
+        " FROM written"
+    ).format(
+        target=target, cols=sql.SQL(", ").join(col_ids), keys=sql.SQL(", ").join(key_ids),
+        temp=temp, conflict=conflict,
+    ), {"job_id": job_id, "accepted_at": accepted_at})
+    inserted, updated, distinct = cursor.fetchone()
+    return {
+        "inserted": inserted,
+        "updated": updated,
+        "skipped": distinct - inserted - updated,
+        "duplicates_in_batch": staged - distinct,
+    }
+
+
+_NO_COUNTS = {"inserted": 0, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
+
+
+def _stored_columns(data_type: DataType) -> list[str]:
+    lineage = set(LINEAGE_COLUMNS)
+    return [c for c in data_type.all_columns if c not in lineage]
+
+
 def upsert(
     conn: Connection,
     data_type: DataType,
@@ -103,78 +180,75 @@ def upsert(
     With `update_existing` False, existing keys are left untouched and counted as skipped.
     """
     if not records:
-        return {"inserted": 0, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
+        return dict(_NO_COUNTS)
     if data_type.date_column:
         column = data_type.date_column  # canonical records may carry it as ISO text
         ensure_partitions(conn, data_type, (to_date(r.get(column)) for r in records))
-    lineage = set(LINEAGE_COLUMNS)
-    columns = [c for c in data_type.all_columns if c not in lineage]
+    columns = _stored_columns(data_type)
     kinds = data_type.all_columns
-    temp_name = _staging_name(data_type, columns)
-    temp = sql.Identifier(temp_name)
-    target = sql.Identifier(data_type.table_name)
-    col_ids = [sql.Identifier(c) for c in columns]
-    key_ids = [sql.Identifier(c) for c in data_type.natural_key]
-
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        # One staging table, reused: a store of many chunks would otherwise hold the
-        # locks of a table per chunk until it commits (and run out of the server's lock
-        # table on a file of millions of records).
-        cursor.execute(sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {} (_seq bigint, {}) ON COMMIT DELETE ROWS"
-        ).format(
-            temp,
-            sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(PG_TYPES[kinds[c]]))
-                for c in columns
-            ),
-        ))
-        if _staging_was_used(conn, temp_name):
-            cursor.execute(sql.SQL("TRUNCATE {}").format(temp))
+        temp = _staging(cursor, conn, data_type, columns)
         cursor.copy_expert(
             sql.SQL("COPY {} (_seq, {}) FROM STDIN WITH (FORMAT csv)").format(
-                temp, sql.SQL(", ").join(col_ids)
+                temp, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
             ).as_string(cursor),
             _copy_rows(records, columns,
                        [i + 1 for i, c in enumerate(columns) if kinds[c] == JSON]),
         )
-        if update_existing:
-            updatable = [c for c in columns if c not in data_type.natural_key]
-            conflict = sql.SQL(
-                "DO UPDATE SET {} WHERE {target}.accepted_at IS NULL"
-                " OR ({target}.accepted_at, {target}.job_id)"
-                " <= (EXCLUDED.accepted_at, EXCLUDED.job_id)"
-            ).format(sql.SQL(", ").join(
-                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
-                for c in [*updatable, "job_id", "accepted_at", "updated_at"]
-            ), target=target)
-        else:
-            conflict = sql.SQL("DO NOTHING")
-        cursor.execute(sql.SQL(
-            "WITH stamp AS MATERIALIZED (SELECT clock_timestamp() AS at),"
-            " written AS ("
-            " INSERT INTO {target} ({cols}, job_id, accepted_at, ingested_at, updated_at)"
-            " SELECT DISTINCT ON ({keys}) {cols}, %(job_id)s,"
-            " coalesce(%(accepted_at)s, stamp.at), stamp.at, stamp.at"
-            " FROM {temp} CROSS JOIN stamp"
-            " ORDER BY {keys}, _seq DESC"
-            " ON CONFLICT ({keys}) {conflict}"
-            " RETURNING ingested_at = updated_at AS inserted)"
-            " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
-            " (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {temp}) k)"
-            " FROM written"
-        ).format(
-            target=target, cols=sql.SQL(", ").join(col_ids), keys=sql.SQL(", ").join(key_ids),
-            temp=temp, conflict=conflict,
-        ), {"job_id": job_id, "accepted_at": accepted_at})
-        inserted, updated, distinct = cursor.fetchone()
+        return _merge(cursor, data_type, columns, temp, job_id=job_id,
+                      update_existing=update_existing, accepted_at=accepted_at,
+                      staged=len(records))
     finally:
         cursor.close()
-    return {
-        "inserted": inserted,
-        "updated": updated,
-        "skipped": distinct - inserted - updated,
-        "duplicates_in_batch": len(records) - distinct,
-    }
 
+
+def upsert_stored(
+    conn: Connection,
+    data_type: DataType,
+    *,
+    job_id: str,
+    payload: str,
+    seq: int,
+    update_existing: bool = True,
+    accepted_at: datetime | None = None,
+) -> dict[str, int]:
+    """`upsert` of a chunk of canonical records stored in the claim check under (job_id,
+    payload, seq), read by PostgreSQL itself: the worker neither fetches and decodes the
+    chunk nor builds COPY text of it, which cost more than PostgreSQL's reading the JSON.
+    Every record's values must already be of their columns' types (our process stage's
+    output); the numbers of records is the chunk's."""
+    columns = _stored_columns(data_type)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        temp = _staging(cursor, conn, data_type, columns)
+        # json_populate_recordset maps each object's keys to the staging table's
+        # columns by name (a key with no column is ignored, a column with no key is NULL).
+        cursor.execute(sql.SQL(
+            "INSERT INTO {temp} (_seq, {cols})"
+            " SELECT r.ordinality, {typed}"
+            " FROM {payloads} p,"
+            " json_populate_recordset(NULL::{temp}, p.{body}::json) WITH ORDINALITY r"
+            " WHERE p.{job} = %(job_id)s AND p.{name} = %(payload)s AND p.{seq} = %(seq)s"
+        ).format(
+            temp=temp, cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            typed=sql.SQL(", ").join(sql.Identifier("r", c) for c in columns),
+            payloads=sql.Identifier(payloads_table.name),
+            body=sql.Identifier(payloads_table.c.body.name),
+            job=sql.Identifier(payloads_table.c.job_id.name),
+            name=sql.Identifier(payloads_table.c.name.name),
+            seq=sql.Identifier(payloads_table.c.seq.name),
+        ), {"job_id": job_id, "payload": payload, "seq": seq})
+        staged = cursor.rowcount
+        if not staged:
+            return dict(_NO_COUNTS)
+        if data_type.date_column:
+            cursor.execute(sql.SQL(
+                "SELECT DISTINCT date_trunc('month', {})::date FROM {}"
+            ).format(sql.Identifier(data_type.date_column), temp))
+            ensure_partitions(conn, data_type, (month for (month,) in cursor.fetchall()))
+        return _merge(cursor, data_type, columns, temp, job_id=job_id,
+                      update_existing=update_existing, accepted_at=accepted_at,
+                      staged=staged)
+    finally:
+        cursor.close()

@@ -1,0 +1,96 @@
+"""The store of our process stage's output, read by PostgreSQL from the claim check
+(upsert_stored), writes exactly what the COPY path (upsert) writes from the same records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from tasks.datatypes import AD_PERFORMANCE, CAMPAIGN_PERFORMANCE, DataType
+from tasks.processing.core import process
+from tasks.storage import payloads
+from tasks.storage.upsert import upsert, upsert_stored
+from tests.helpers import close_job, stored_job
+
+AWKWARD = [
+    {"source": "meta_ads", "account_id": "act_1", "campaign_id": "c\t1", "date": "2025-01-31",
+     "campaign_name": 'quote\'s "double" \\ back\\slash\nnew line', "currency": "USD",
+     "spend": "1234.5678", "impressions": 1000, "clicks": 37, "conversions": "3",
+     "conversion_value": "99.99", "reach": 800},
+    {"source": "meta_ads", "account_id": "act_1", "campaign_id": "广告 🚀", "date": "2031-07-04",
+     "campaign_name": None, "spend": "0", "impressions": 0, "clicks": 0,
+     "placement": {"age": "25-34", "nested": [1, "two", None]}},
+    {"source": "meta_ads", "account_id": None, "campaign_id": "no-account", "date": None,
+     "spend": "0.000001", "impressions": 9_000_000_000, "clicks": 1,
+     "extra": {"utm": "a,b", "flag": True}},
+]
+
+
+def _canonical(records: list[dict[str, Any]], data_type: DataType) -> list[dict[str, Any]]:
+    output = process([dict(r) for r in records], data_type, {"calculate_metrics": True})
+    assert not output.rejected, output.rejected
+    return output.records
+
+
+def _rows(engine: Engine, table: str) -> list[dict[str, Any]]:
+    lineage = {"id", "ingested_at", "updated_at", "accepted_at"}
+    with engine.connect() as conn:
+        rows = conn.execute(text(f'SELECT * FROM "{table}"')).mappings()  # a declared name
+        return sorted(({k: v for k, v in r.items() if k not in lineage} for r in rows),
+                      key=lambda r: repr(sorted(r.items(), key=repr)))
+
+
+def _empty(engine: Engine, table: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(f'TRUNCATE "{table}"'))  # a declared name
+
+
+@pytest.mark.usefixtures("clean_tables")
+@pytest.mark.parametrize("data_type", [CAMPAIGN_PERFORMANCE, AD_PERFORMANCE])
+def test_the_stored_chunk_is_written_as_the_copy_path_writes_its_records(engine, data_type):
+    records = [{**r, "adset_id": "as-1", "ad_id": f"ad-{i}"} for i, r in enumerate(AWKWARD)]
+    canonical = _canonical(records, data_type)
+    job_id = stored_job(engine, records, ["store"], data_type=data_type.name)
+    with engine.begin() as conn:
+        payloads.save(conn, job_id, "process", canonical)
+        by_sql = upsert_stored(conn, data_type, job_id=job_id, payload="process", seq=0)
+    stored = _rows(engine, data_type.table_name)
+    _empty(engine, data_type.table_name)
+    with engine.begin() as conn:
+        by_copy = upsert(conn, data_type, payloads.load(conn, job_id, "process"),
+                         job_id=job_id)
+    assert by_sql == by_copy == {"inserted": 3, "updated": 0, "skipped": 0,
+                                 "duplicates_in_batch": 0}
+    assert stored == _rows(engine, data_type.table_name)
+    assert {r["campaign_id"] for r in stored} == {"c\t1", "广告 🚀", "no-account"}
+    assert {"age": "25-34", "nested": [1, "two", None]} in [  # a JSON column
+        (r["extra"] or {}).get("placement") for r in stored]
+    close_job(engine, job_id)
+
+
+@pytest.mark.usefixtures("clean_tables")
+def test_a_stored_chunk_counts_updates_skips_and_duplicates(engine):
+    canonical = _canonical(AWKWARD, CAMPAIGN_PERFORMANCE)
+    job_id = stored_job(engine, AWKWARD, ["store"])
+    later, earlier = datetime(2026, 5, 2, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        payloads.save(conn, job_id, "process", canonical)
+        payloads.save(conn, job_id, "again", [*canonical, canonical[0]])
+        first = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="process",
+                              seq=0, accepted_at=later)
+        # Staged twice in one transaction: the staging table is emptied in between.
+        older = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="again",
+                              seq=0, accepted_at=earlier)
+        none = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="absent",
+                             seq=0)
+    assert first == {"inserted": 3, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
+    assert older == {"inserted": 0, "updated": 0, "skipped": 3, "duplicates_in_batch": 1}
+    assert none == {"inserted": 0, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
+    with engine.connect() as conn:  # the 2031 date's month was given its partition
+        assert conn.execute(text(
+            "SELECT count(*) FROM campaign_performance_p203107")).scalar() == 1
+    close_job(engine, job_id)

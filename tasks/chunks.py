@@ -20,6 +20,35 @@ from tasks.stage import StageOutput
 from tasks.storage import payloads, quarantine
 from tasks.storage.schema import payloads_table
 
+# PostgreSQL's text and jsonb cannot hold U+0000: where a batch enters the pipeline (its
+# raw chunks), every NUL character is replaced by U+FFFD and the stage counts it.
+NUL, NUL_REPLACEMENT = "\x00", "\ufffd"
+
+
+def without_nul(value: Any) -> tuple[Any, int]:
+    """`value` with NUL replaced in every string, keys included; and how many strings
+    held one."""
+    if isinstance(value, str):
+        return (value.replace(NUL, NUL_REPLACEMENT), 1) if NUL in value else (value, 0)
+    if isinstance(value, list):
+        count = 0
+        items = []
+        for item in value:
+            item, found = without_nul(item)
+            items.append(item)
+            count += found
+        return items, count
+    if isinstance(value, dict):
+        count = 0
+        pairs = {}
+        for key, item in value.items():
+            key, in_key = without_nul(key)
+            item, in_item = without_nul(item)
+            pairs[key] = item
+            count += in_key + in_item
+        return pairs, count
+    return value, 0
+
 
 class StageInput:
     """The chunks of one stored batch, read in order, each decoded when its turn comes.
@@ -35,6 +64,7 @@ class StageInput:
         self._fetched = False
         self._first: tuple[int, str] | None = None
         self._chunk_count = 0
+        self._nul_by_chunk: dict[int, int] = {}
 
     def _query(self, after: int) -> Any:
         table = payloads_table.c
@@ -58,6 +88,11 @@ class StageInput:
     def spans_chunks(self) -> bool:
         return self.chunk_count > 1
 
+    @property
+    def nul_replaced(self) -> int:
+        """Strings of the raw batch in which NUL characters were replaced (chunks())."""
+        return sum(self._nul_by_chunk.values())
+
     def stored(self) -> list[tuple[int, int]]:
         """(seq, record count) of every chunk, in order, without their bodies."""
         table = payloads_table.c
@@ -78,6 +113,9 @@ class StageInput:
         seq, body = self._first
         while True:
             chunk = orjson.loads(body)
+            # A NUL can only be there as the JSON escape: a cheap test of the text first.
+            if self.name == payloads.RAW and "\\u0000" in body:
+                chunk, self._nul_by_chunk[seq] = without_nul(chunk)
             del body  # the text and the decoded chunk are never both kept past this point
             if report_progress:
                 progress.enter_chunk(offset)
@@ -90,6 +128,7 @@ class StageInput:
             if row is None:
                 return
             seq, body = row
+
 
 class StageSink:
     """Where a stage puts what it produces, chunk by chunk, in the stage's transaction:

@@ -204,6 +204,10 @@ def _work(conn: Connection, job: dict[str, Any], stage_name: str, step: Step, at
     # The last stage's output goes nowhere: it has no next stage to read it.
     sink = StageSink(conn, job_id, stage_name, keep_records=not is_last, replace=attempt > 1)
     output = step(conn, job, source, sink)
+    if source.nul_replaced:
+        log.warning("job %s: NUL characters replaced by U+FFFD in %d values of the batch",
+                    job_id, source.nul_replaced)
+        output.result["nul_characters_replaced"] = source.nul_replaced
     sink.write(output.records)  # what a step returned rather than wrote
     sink.reject(output.rejected)
     sink.close()

@@ -1,0 +1,58 @@
+"""PostgreSQL's text and jsonb cannot hold U+0000. A NUL in an upload (a CSV export with
+stray zero bytes, a JSON string with \\u0000) is replaced by U+FFFD where the batch enters
+the pipeline and counted in the stage's result, rather than failing the store (or the
+quarantine) with a database error."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from tasks.chunks import NUL_REPLACEMENT, without_nul
+
+R = NUL_REPLACEMENT
+
+
+def test_without_nul_replaces_in_every_string_and_key_and_counts_them():
+    value = {"a\x00": ["x\x00y", 1, None, {"k": "\x00\x00"}], "b": "clean", "c": 2.5}
+    assert without_nul(value) == ({f"a{R}": [f"x{R}y", 1, None, {"k": R * 2}],
+                                   "b": "clean", "c": 2.5}, 3)
+    clean = {"a": ["b", {"c": "d"}]}
+    assert without_nul(clean) == (clean, 0)
+
+
+@pytest.mark.usefixtures("clean_tables")
+def test_nul_characters_are_replaced_counted_and_stored(run_job, engine):
+    records = [
+        {"campaign_id": "nul-1", "date": "2025-02-01", "spend": "1",
+         "campaign_name": "Spring\x00Sale", "utm\x00source": "news\x00letter"},
+        {"campaign_id": "nul-2", "date": "2025-02-01", "spend": "not\x00money"},
+        {"campaign_id": "clean", "date": "2025-02-01", "spend": "2",
+         "campaign_name": "a literal \\u0000 stays as it is"},
+    ]
+    job = run_job("ingest", {"source": "generic", "data_type": "campaign_performance",
+                             "data": {"records": records}})
+    assert job["status"] == "succeeded", job
+    ingest = next(s for s in job["stages"] if s["name"] == "ingest")
+    assert ingest["result"]["nul_characters_replaced"] == 4
+    with engine.connect() as conn:
+        rows = {r.campaign_id: r for r in conn.execute(text(
+            "SELECT campaign_id, campaign_name, extra FROM campaign_performance"))}
+        quarantined = conn.execute(text(
+            "SELECT record FROM pipeline_rejected WHERE job_id = :job"),
+            {"job": job["job_id"]}).scalars().all()
+    assert rows["nul-1"].campaign_name == f"Spring{R}Sale"
+    assert rows["nul-1"].extra == {f"utm{R}source": f"news{R}letter"}
+    assert rows["clean"].campaign_name == "a literal \\u0000 stays as it is"
+    assert [q["spend"] for q in quarantined] == [f"not{R}money"]  # refused for its type
+
+
+@pytest.mark.usefixtures("clean_tables")
+def test_a_store_only_job_replaces_them_too(run_job, engine):
+    job = run_job("store", {"data_type": "campaign_performance", "data": {"records": [
+        {"source": "generic", "campaign_id": "s\x00", "date": "2025-02-02", "spend": "1"}]}})
+    assert job["status"] == "succeeded", job
+    assert job["stages"][0]["result"]["nul_characters_replaced"] == 1
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT campaign_id FROM campaign_performance")).scalar() \
+            == f"s{R}"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from tasks.storage import payloads
+from tasks.storage import db, payloads
 from tasks.storage.schema import payloads_table
 from tests.helpers import close_job, stored_job
 
@@ -42,4 +44,21 @@ def test_an_empty_output_is_stored_and_values_json_cannot_hold_are_encoded(engin
         payloads.save(conn, job_id, "validate", [{"spend": Decimal("1.50")}])
         assert payloads.load(conn, job_id, "ingest") == []
         assert payloads.load(conn, job_id, "validate") == [{"spend": "1.50"}]
+    close_job(engine, job_id)
+
+
+def test_errors_keep_their_kind_the_stage_runner_tells_apart(engine, clean_tables):
+    """The runner retries SQLAlchemy's OperationalError and fails the job on anything
+    else: a record that cannot be encoded, or a constraint, must not pass for an outage."""
+    job_id = stored_job(engine, [{"a": 1}], ["ingest"])
+    with pytest.raises(TypeError), engine.begin() as conn:
+        payloads.save(conn, job_id, "ingest", [{"ok": 1}, {"not json": {1, 2}}], chunk=1)
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        payloads.save_encoded(conn, job_id, payloads.RAW, 0, 1, b"[]")  # seq 0 exists
+    with pytest.raises(OperationalError), engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL statement_timeout = '1ms'")
+        with db.raw_cursor(conn) as cursor:
+            cursor.execute("SELECT pg_sleep(1)")
+    with engine.connect() as conn:  # nothing of the failed saves is left
+        assert payloads.load(conn, job_id, "ingest") == []
     close_job(engine, job_id)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 _engines: dict[str, Engine] = {}
 _autocommit: dict[int, Engine] = {}
@@ -41,8 +43,10 @@ def configure(url: str, pre_ping: bool = True, relaxed_commit: bool = False) -> 
     key = f"{url}#{'ping' if pre_ping else ''}#{'relaxed' if relaxed_commit else ''}"
     engine = _engines.get(key)
     if engine is None:
+        # UTF-8 whatever the server's encoding: binary COPY sends text as UTF-8 bytes.
         connect_args: dict[str, object] = {
-            "connect_timeout": 5, "application_name": "marketing-pipeline"}
+            "connect_timeout": 5, "application_name": "marketing-pipeline",
+            "client_encoding": "utf8"}
         if relaxed_commit:
             # A worker that froze mid-stage (its host hung, not its connection closed)
             # must not hold a job row for ever: the server ends a transaction left idle
@@ -108,6 +112,26 @@ def use_for_worker() -> None:
     if _current is not None:
         configure(_current.url.render_as_string(hide_password=False), pre_ping=False,
                   relaxed_commit=True)
+
+
+@contextmanager
+def raw_cursor(conn: Connection) -> Iterator[Any]:
+    """A DBAPI cursor in `conn`'s transaction, for what SQLAlchemy has no call for (COPY).
+    Its errors arrive as SQLAlchemy's, as every other statement's do: the stage runner
+    retries an OperationalError and fails the job on anything else."""
+    dbapi = conn.dialect.loaded_dbapi
+    connection = conn.connection.dbapi_connection
+    cursor = connection.cursor()
+    try:
+        yield cursor
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(
+            None, None, exc, dbapi.Error, dialect=conn.dialect,
+            connection_invalidated=conn.dialect.is_disconnect(exc, connection, cursor),
+        ) from exc
+    finally:
+        if not cursor.closed:
+            cursor.close()
 
 
 def durable_commit(conn: Connection) -> None:

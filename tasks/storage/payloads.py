@@ -6,18 +6,19 @@ its output here, in the same transaction as its status update.
 
 from __future__ import annotations
 
-import io
 import struct
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
 from psycopg2 import sql
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from tasks.coerce import json_default
+from tasks.storage import db
 from tasks.storage.schema import payloads_table
 
 RAW = "raw"
@@ -35,30 +36,51 @@ _COPY_END = struct.pack("!h", -1)
 _COPY_COLUMNS = ("job_id", "name", "seq", "record_count", "body")
 
 
+class _CopyStream:
+    """Binary COPY data for psycopg2's copy_expert, read piece by piece: a chunk's body is
+    encoded when its turn comes and sent as it is, never joined with the others."""
+
+    def __init__(self, job_id: str, name: str, chunks: Iterable[tuple[int, int, bytes]]):
+        self._pieces = self._generate(uuid.UUID(job_id).bytes, name.encode(), chunks)
+        # What failed while producing the data (a record orjson cannot encode): psycopg2
+        # reports it as a cancelled COPY, which must not pass for a database error.
+        self.error: Exception | None = None
+
+    @staticmethod
+    def _generate(key: bytes, label: bytes,
+                  chunks: Iterable[tuple[int, int, bytes]]) -> Iterator[bytes]:
+        yield _COPY_HEADER
+        for seq, count, body in chunks:
+            # 5 fields, each its length then its bytes: uuid, text, int4, int4, text.
+            yield struct.pack(f"!hi16si{len(label)}siiiii", 5, 16, key, len(label), label,
+                              4, seq, 4, count, len(body))
+            yield body
+        yield _COPY_END
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return next(self._pieces, b"")
+        except Exception as exc:
+            self.error = exc
+            raise
+
+
 def _copy_in(conn: Connection, job_id: str, name: str,
              chunks: Iterable[tuple[int, int, bytes]]) -> None:
     """Insert (seq, record_count, body) chunks by binary COPY. Sent as a literal in an
     INSERT, a body of megabytes costs PostgreSQL's SQL lexer a pass over every byte (5 %
     of the pipeline's whole CPU under load); COPY takes the bytes as they are."""
-    key = uuid.UUID(job_id).bytes
-    label = name.encode()
-    buffer = io.BytesIO()
-    buffer.write(_COPY_HEADER)
-    for seq, count, body in chunks:
-        # 5 fields, each its length then its bytes: uuid, text, int4, int4, text.
-        buffer.write(struct.pack(f"!hi16si{len(label)}siiiii", 5, 16, key, len(label), label,
-                                 4, seq, 4, count, len(body)))
-        buffer.write(body)
-    buffer.write(_COPY_END)
-    buffer.seek(0)
     statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
         sql.Identifier(payloads_table.name),
         sql.SQL(", ").join(sql.Identifier(payloads_table.c[c].name) for c in _COPY_COLUMNS))
-    cursor = conn.connection.dbapi_connection.cursor()
+    stream = _CopyStream(job_id, name, chunks)
     try:
-        cursor.copy_expert(statement.as_string(cursor), buffer, size=len(buffer.getbuffer()))
-    finally:
-        cursor.close()
+        with db.raw_cursor(conn) as cursor:
+            cursor.copy_expert(statement.as_string(cursor), stream)
+    except DBAPIError:
+        if stream.error is not None:
+            raise stream.error from None
+        raise
 
 
 def save(
@@ -72,17 +94,12 @@ def save(
     """
     if replace:
         discard(conn, job_id, [name])
-    seq = first_seq
-    rows = []
-    for start in range(0, len(records), chunk):
-        part = records[start:start + chunk]
-        rows.append((seq, len(part), encode(part)))
-        seq += 1
-    if not rows:  # an empty output is still an output: the next stage must find it
-        rows.append((seq, 0, b"[]"))
-        seq += 1
-    _copy_in(conn, job_id, name, rows)
-    return seq
+    # An empty output is still an output (one chunk of []): the next stage must find it.
+    starts = range(0, max(len(records), 1), chunk)
+    parts = (records[start:start + chunk] for start in starts)
+    _copy_in(conn, job_id, name, ((first_seq + n, len(part), encode(part))
+                                  for n, part in enumerate(parts)))
+    return first_seq + len(starts)
 
 
 def save_encoded(conn: Connection, job_id: str, name: str, seq: int, count: int,

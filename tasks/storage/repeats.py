@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 
 from tasks.chunks import StageInput
 from tasks.coerce import json_default
+from tasks.storage import db
 
 
 def _tagged(value: Any) -> list[Any]:
@@ -59,10 +60,10 @@ class RepeatedKeys:
 
     def __init__(self, conn: Connection, name: str) -> None:
         # `name` is a constant of the calling stage, never a user's string.
-        self._dbapi = conn.connection.dbapi_connection
+        self._conn = conn
         self._keys = sql.Identifier(f"_keys_{name}")
         self._repeated = sql.Identifier(f"_repeated_{name}")
-        with self._dbapi.cursor() as cursor:
+        with db.raw_cursor(self._conn) as cursor:
             cursor.execute(sql.SQL(
                 "CREATE TEMP TABLE {} (grp int, pos bigint, key text) ON COMMIT DROP"
             ).format(self._keys))
@@ -88,13 +89,13 @@ class RepeatedKeys:
                          for group, index, key in keyed
                          if key is not None and (text := key_text(key)) is not None)
         buffer.seek(0)
-        with self._dbapi.cursor() as cursor:
+        with db.raw_cursor(self._conn) as cursor:
             cursor.copy_expert(
                 sql.SQL("COPY {} (grp, pos, key) FROM STDIN WITH (FORMAT csv)")
                 .format(self._keys).as_string(cursor), buffer)
 
     def finish(self) -> None:
-        with self._dbapi.cursor() as cursor:
+        with db.raw_cursor(self._conn) as cursor:
             cursor.execute(sql.SQL(
             "CREATE TEMP TABLE {repeated} ON COMMIT DROP AS"
                 " SELECT grp, pos, pos = max(pos) OVER (PARTITION BY grp, key) AS last"
@@ -106,7 +107,7 @@ class RepeatedKeys:
     def within(self, start: int, stop: int) -> dict[int, dict[int, bool]]:
         """Per group, the repeated positions in [start, stop), relative to `start`, each
         mapped to whether it is its key's last occurrence in the batch."""
-        with self._dbapi.cursor() as cursor:
+        with db.raw_cursor(self._conn) as cursor:
             cursor.execute(sql.SQL(
                 "SELECT grp, pos, last FROM {} WHERE pos >= %s AND pos < %s"
             ).format(self._repeated), (start, stop))

@@ -1,4 +1,7 @@
-"""Bulk upsert: COPY into a temporary table, then one INSERT .. SELECT .. ON CONFLICT.
+"""Bulk upsert: rows into a temporary table, then one INSERT .. SELECT .. ON CONFLICT.
+
+Rows reach the staging table by COPY from the worker (`upsert`), or, for our process
+stage's output, straight from the claim check, read by PostgreSQL (`upsert_stored`).
 
 The temporary (staging) table is kept by the connection and emptied by every commit
 (ON COMMIT DELETE ROWS): creating and dropping one per transaction cost more than the
@@ -6,8 +9,8 @@ whole upsert of a few records. Its name carries a digest of its columns, so a co
 that outlives a migration stages into a table of the new shape.
 
 Every identifier comes from a data type declaration and is quoted by psycopg2.sql;
-values travel only through COPY, never through SQL text. Monthly partitions the batch
-needs are created first (tasks/storage/partitions.py).
+values travel through COPY or the stored chunk, never through SQL text. Monthly
+partitions the batch needs are created before the merge (tasks/storage/partitions.py).
 
 Inserted and updated rows are told apart by the statement's own timestamp: a new row
 gets it as both ingested_at and updated_at, an updated row keeps its older ingested_at.
@@ -39,6 +42,7 @@ from tasks.datatypes import (
     TEXT,
     DataType,
 )
+from tasks.storage import db
 from tasks.storage.partitions import ensure_partitions
 from tasks.storage.schema import payloads_table
 
@@ -186,8 +190,7 @@ def upsert(
         ensure_partitions(conn, data_type, (to_date(r.get(column)) for r in records))
     columns = _stored_columns(data_type)
     kinds = data_type.all_columns
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
+    with db.raw_cursor(conn) as cursor:
         temp = _staging(cursor, conn, data_type, columns)
         cursor.copy_expert(
             sql.SQL("COPY {} (_seq, {}) FROM STDIN WITH (FORMAT csv)").format(
@@ -199,8 +202,6 @@ def upsert(
         return _merge(cursor, data_type, columns, temp, job_id=job_id,
                       update_existing=update_existing, accepted_at=accepted_at,
                       staged=len(records))
-    finally:
-        cursor.close()
 
 
 def upsert_stored(
@@ -217,10 +218,9 @@ def upsert_stored(
     payload, seq), read by PostgreSQL itself: the worker neither fetches and decodes the
     chunk nor builds COPY text of it, which cost more than PostgreSQL's reading the JSON.
     Every record's values must already be of their columns' types (our process stage's
-    output); the numbers of records is the chunk's."""
+    output); the number of records is the chunk's."""
     columns = _stored_columns(data_type)
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
+    with db.raw_cursor(conn) as cursor:
         temp = _staging(cursor, conn, data_type, columns)
         # json_populate_recordset maps each object's keys to the staging table's
         # columns by name (a key with no column is ignored, a column with no key is NULL).
@@ -244,11 +244,9 @@ def upsert_stored(
             return dict(_NO_COUNTS)
         if data_type.date_column:
             cursor.execute(sql.SQL(
-                "SELECT DISTINCT date_trunc('month', {})::date FROM {}"
+                "SELECT DISTINCT date_trunc('month', {}::timestamp)::date FROM {}"
             ).format(sql.Identifier(data_type.date_column), temp))
             ensure_partitions(conn, data_type, (month for (month,) in cursor.fetchall()))
         return _merge(cursor, data_type, columns, temp, job_id=job_id,
                       update_existing=update_existing, accepted_at=accepted_at,
                       staged=staged)
-    finally:
-        cursor.close()

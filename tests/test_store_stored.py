@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from tasks.datatypes import AD_PERFORMANCE, CAMPAIGN_PERFORMANCE, DataType
+from tasks.datatypes import AD_PERFORMANCE, CAMPAIGN_PERFORMANCE, CRM_CONTACTS, DataType
 from tasks.processing.core import process
 from tasks.storage import payloads
 from tasks.storage.upsert import upsert, upsert_stored
@@ -27,6 +27,16 @@ AWKWARD = [
     {"source": "meta_ads", "account_id": None, "campaign_id": "no-account", "date": None,
      "spend": "0.000001", "impressions": 9_000_000_000, "clicks": 1,
      "extra": {"utm": "a,b", "flag": True}},
+]
+
+
+# Booleans, datetimes with offsets, and a JSON column holding a string.
+CONTACTS = [
+    {"source": "hubspot", "contact_id": "1", "email": " A@Example.com ", "is_converted": "yes",
+     "created_at": "2025-03-01T10:00:00+05:30", "source_updated_at": "2025-03-02T00:00:00Z",
+     "extra": {"note": "a string", "n": 1.5}},
+    {"source": "hubspot", "contact_id": "2", "is_converted": False,
+     "created_at": "2025-03-01 23:59:59.123456-08:00", "lifecycle": "lead"},
 ]
 
 
@@ -67,8 +77,30 @@ def test_the_stored_chunk_is_written_as_the_copy_path_writes_its_records(engine,
                                  "duplicates_in_batch": 0}
     assert stored == _rows(engine, data_type.table_name)
     assert {r["campaign_id"] for r in stored} == {"c\t1", "广告 🚀", "no-account"}
+    assert {str(r["spend"]) for r in stored} >= {"1234.5678", "0.000001"}
     assert {"age": "25-34", "nested": [1, "two", None]} in [  # a JSON column
         (r["extra"] or {}).get("placement") for r in stored]
+    close_job(engine, job_id)
+
+
+@pytest.mark.usefixtures("clean_tables")
+def test_booleans_datetimes_and_json_strings_are_written_as_the_copy_path_writes_them(engine):
+    canonical = _canonical(CONTACTS, CRM_CONTACTS)
+    job_id = stored_job(engine, CONTACTS, ["store"], data_type=CRM_CONTACTS.name)
+    with engine.begin() as conn:
+        payloads.save(conn, job_id, "process", canonical)
+        by_sql = upsert_stored(conn, CRM_CONTACTS, job_id=job_id, payload="process", seq=0)
+    stored = _rows(engine, CRM_CONTACTS.table_name)
+    _empty(engine, CRM_CONTACTS.table_name)
+    with engine.begin() as conn:
+        by_copy = upsert(conn, CRM_CONTACTS, payloads.load(conn, job_id, "process"),
+                         job_id=job_id)
+    assert by_sql == by_copy and by_sql["inserted"] == 2
+    assert stored == _rows(engine, CRM_CONTACTS.table_name)
+    first = next(r for r in stored if r["contact_id"] == "1")
+    assert first["is_converted"] is True
+    assert first["created_at"] == datetime(2025, 3, 1, 4, 30, tzinfo=UTC)
+    assert first["extra"] == {"note": "a string", "n": 1.5}
     close_job(engine, job_id)
 
 
@@ -77,9 +109,11 @@ def test_a_stored_chunk_counts_updates_skips_and_duplicates(engine):
     canonical = _canonical(AWKWARD, CAMPAIGN_PERFORMANCE)
     job_id = stored_job(engine, AWKWARD, ["store"])
     later, earlier = datetime(2026, 5, 2, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC)
+    with engine.begin() as conn:  # a month no other test writes, its partition gone
+        conn.execute(text("DROP TABLE IF EXISTS campaign_performance_p203107"))
     with engine.begin() as conn:
         payloads.save(conn, job_id, "process", canonical)
-        payloads.save(conn, job_id, "again", [*canonical, canonical[0]])
+        payloads.save(conn, job_id, "again", [*canonical[:2], canonical[0]])
         first = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="process",
                               seq=0, accepted_at=later)
         # Staged twice in one transaction: the staging table is emptied in between.
@@ -88,7 +122,8 @@ def test_a_stored_chunk_counts_updates_skips_and_duplicates(engine):
         none = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="absent",
                              seq=0)
     assert first == {"inserted": 3, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
-    assert older == {"inserted": 0, "updated": 0, "skipped": 3, "duplicates_in_batch": 1}
+    # (Had the first chunk's rows stayed in the staging table: 3 skipped, 3 duplicates.)
+    assert older == {"inserted": 0, "updated": 0, "skipped": 2, "duplicates_in_batch": 1}
     assert none == {"inserted": 0, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
     with engine.connect() as conn:  # the 2031 date's month was given its partition
         assert conn.execute(text(

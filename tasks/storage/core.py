@@ -88,20 +88,19 @@ def store(
     *,
     job_id: str,
     accepted_at: datetime | None = None,
-    canonical: bool = False,
     superseded: Container[int] = (),
 ) -> StageOutput:
-    """Upsert `records`; with `canonical` (the output of our own process stage, whose
-    values are already of the columns' types) they go to COPY as they are, else each is
-    converted first and one that cannot be is quarantined.
+    """Upsert `records`, each converted to its columns' types first; one that cannot be
+    is quarantined. (Our process stage's output, already converted, goes through
+    `store_chunk` instead.)
 
     `superseded`: positions of records that a later record of the same key, in a later
     chunk of the batch, replaces; they are skipped and counted as duplicates.
     """
     opts = check_options(data_type, options)
-    clean: list[dict[str, Any]] = records if canonical else []
+    clean: list[dict[str, Any]] = []
     rejected: list[Rejected] = []
-    for index, raw in enumerate(() if canonical else records):
+    for index, raw in enumerate(records):
         if index in superseded:
             continue
         record, errors = coerce_record(raw, data_type)
@@ -118,10 +117,10 @@ def store(
         raise StageFailure("invalid_dates", str(exc), {"field": data_type.date_column},
                            rejected=rejected) from None
     counts["duplicates_in_batch"] += len(records) - len(clean) - len(rejected)
-    return _stored(counts, len(records), opts, rejected)
+    return _store_output(counts, len(records), opts, rejected)
 
 
-def store_stored(
+def store_chunk(
     conn: Connection,
     data_type: DataType,
     options: Mapping[str, Any] | None,
@@ -142,10 +141,10 @@ def store_stored(
             from None
     staged = counts["inserted"] + counts["updated"] + counts["skipped"] + \
         counts["duplicates_in_batch"]
-    return _stored(counts, staged, opts, [])
+    return _store_output(counts, staged, opts, [])
 
 
-def _stored(counts: dict[str, int], records_in: int, opts: Mapping[str, Any],
+def _store_output(counts: dict[str, int], records_in: int, opts: Mapping[str, Any],
             rejected: list[Rejected]) -> StageOutput:
     return StageOutput(
         records=[],

@@ -13,7 +13,7 @@ from tasks.datatypes import get_data_type
 from tasks.runner import STAGE_TASK_OPTIONS, run_celery_stage
 from tasks.stage import StageFailure, StageOutput
 from tasks.storage import jobs
-from tasks.storage.core import every_natural_key, store, store_stored
+from tasks.storage.core import every_natural_key, store, store_chunk
 from tasks.storage.quarantine import Rejected
 from tasks.storage.repeats import RepeatedKeys
 
@@ -24,23 +24,21 @@ def store_step(conn: Connection, job: dict[str, Any], source: StageInput,
     across chunks only the batch's last record is written (and the others counted as
     duplicates)."""
     # Records from our own process stage are canonical: no second conversion.
-    canonical = jobs.input_name(job, "store") == "process"
-    data_type = get_data_type(job["data_type"])
-    # Our process stage already kept one record per key across the whole batch; other
-    # input spanning chunks needs a first pass for keys repeated across them.
-    if canonical:
+    if jobs.input_name(job, "store") == "process":
         return _store_canonical(conn, job, source, sink)
+    data_type = get_data_type(job["data_type"])
+    # Input spanning chunks needs a first pass for keys repeated across them.
     repeats = RepeatedKeys.in_batch(
         conn, "natural_key", source,
         lambda chunk: ((0, i, key) for i, key in every_natural_key(chunk, data_type)),
-    ) if source.spans_chunks and not canonical else None
+    ) if source.spans_chunks else None
     for offset, chunk in source.chunks():
         superseded = (repeats.superseded(offset, offset + len(chunk)) if repeats is not None
                       else set())
         try:
             output = store(conn, chunk, data_type, job["options"].get("storage_options"),
                            job_id=job["id"], accepted_at=job["created_at"],
-                           canonical=canonical, superseded=superseded)
+                           superseded=superseded)
         except StageFailure as failure:
             # Nothing of the batch is stored (the transaction rolls back, with what earlier
             # chunks quarantined); this chunk's refused records are kept, by position.
@@ -56,17 +54,12 @@ def _store_canonical(conn: Connection, job: dict[str, Any], source: StageInput,
     """Our process stage's output, chunk by chunk, read by PostgreSQL from the claim
     check: its values are canonical and it holds one record per key across the batch."""
     data_type = get_data_type(job["data_type"])
-    chunks = source.stored()
-    if not chunks:  # nothing stored at all: the empty batch's result
-        sink.take(store(conn, [], data_type, job["options"].get("storage_options"),
-                        job_id=job["id"], canonical=True))
-        return sink.summary()
     offset = 0
-    for seq, count in chunks:
+    for seq, count in source.stored():  # at least one: an empty output is stored as []
         progress.enter_chunk(offset)
-        output = store_stored(conn, data_type, job["options"].get("storage_options"),
-                              job_id=job["id"], payload=source.name, seq=seq,
-                              accepted_at=job["created_at"])
+        output = store_chunk(conn, data_type, job["options"].get("storage_options"),
+                             job_id=job["id"], payload=source.name, seq=seq,
+                             accepted_at=job["created_at"])
         sink.take(output, offset)
         offset += count
     return sink.summary()

@@ -16,38 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from tasks import progress
+from tasks.nul import without_nul
 from tasks.stage import StageOutput
 from tasks.storage import payloads, quarantine
 from tasks.storage.schema import payloads_table
-
-# PostgreSQL's text and jsonb cannot hold U+0000: where a batch enters the pipeline (its
-# raw chunks), every NUL character is replaced by U+FFFD and the stage counts it.
-NUL, NUL_REPLACEMENT = "\x00", "\ufffd"
-
-
-def without_nul(value: Any) -> tuple[Any, int]:
-    """`value` with NUL replaced in every string, keys included; and how many strings
-    held one."""
-    if isinstance(value, str):
-        return (value.replace(NUL, NUL_REPLACEMENT), 1) if NUL in value else (value, 0)
-    if isinstance(value, list):
-        count = 0
-        items = []
-        for item in value:
-            item, found = without_nul(item)
-            items.append(item)
-            count += found
-        return items, count
-    if isinstance(value, dict):
-        count = 0
-        pairs = {}
-        for key, item in value.items():
-            key, in_key = without_nul(key)
-            item, in_item = without_nul(item)
-            pairs[key] = item
-            count += in_key + in_item
-        return pairs, count
-    return value, 0
 
 
 class StageInput:
@@ -90,7 +62,7 @@ class StageInput:
 
     @property
     def nul_replaced(self) -> int:
-        """Strings of the raw batch in which NUL characters were replaced (chunks())."""
+        """NUL characters replaced in the raw batch's strings (by chunks())."""
         return sum(self._nul_by_chunk.values())
 
     def stored(self) -> list[tuple[int, int]]:

@@ -205,7 +205,7 @@ def _work(conn: Connection, job: dict[str, Any], stage_name: str, step: Step, at
     sink = StageSink(conn, job_id, stage_name, keep_records=not is_last, replace=attempt > 1)
     output = step(conn, job, source, sink)
     if source.nul_replaced:
-        log.warning("job %s: NUL characters replaced by U+FFFD in %d values of the batch",
+        log.warning("job %s: %d NUL characters in the batch replaced by U+FFFD",
                     job_id, source.nul_replaced)
         output.result["nul_characters_replaced"] = source.nul_replaced
     sink.write(output.records)  # what a step returned rather than wrote

@@ -8,7 +8,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from tasks.chunks import NUL_REPLACEMENT, without_nul
+from tasks.chunks import StageInput
+from tasks.nul import NUL_REPLACEMENT, without_nul
+from tasks.storage import payloads
+from tests.helpers import close_job, stored_job
 
 R = NUL_REPLACEMENT
 
@@ -16,9 +19,22 @@ R = NUL_REPLACEMENT
 def test_without_nul_replaces_in_every_string_and_key_and_counts_them():
     value = {"a\x00": ["x\x00y", 1, None, {"k": "\x00\x00"}], "b": "clean", "c": 2.5}
     assert without_nul(value) == ({f"a{R}": [f"x{R}y", 1, None, {"k": R * 2}],
-                                   "b": "clean", "c": 2.5}, 3)
+                                   "b": "clean", "c": 2.5}, 4)
     clean = {"a": ["b", {"c": "d"}]}
     assert without_nul(clean) == (clean, 0)
+
+
+@pytest.mark.usefixtures("clean_tables")
+def test_every_pass_over_a_raw_batch_of_chunks_sees_them_replaced_counted_once(engine):
+    records = [{"campaign_id": f"c{i}\x00", "date": "2025-02-01"} for i in range(5)]
+    job_id = stored_job(engine, records, ["store"], chunk=2)
+    with engine.connect() as conn:
+        source = StageInput(conn, job_id, payloads.RAW)
+        for _ in range(2):  # a first pass for repeated keys, then the work
+            ids = [r["campaign_id"] for _, chunk in source.chunks() for r in chunk]
+            assert ids == [f"c{i}{R}" for i in range(5)]
+        assert source.chunk_count == 3 and source.nul_replaced == 5
+    close_job(engine, job_id)
 
 
 @pytest.mark.usefixtures("clean_tables")

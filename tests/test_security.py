@@ -109,6 +109,16 @@ def test_idempotency_key_with_another_body_is_409(client, job_waiter):
     job_waiter(first.get_json()["job_id"])
 
 
+@pytest.mark.parametrize("key", ["k\x00", "tab\there", "x" * 201, " "])
+def test_an_idempotency_key_that_is_not_printable_text_is_422(client, engine, key):
+    before = _job_count(engine)
+    response = client.post("/api/v1/data_pipeline/ingest", json=SEED_INGEST,
+                           headers={"Idempotency-Key": key})
+    assert assert_error(response, 422, "invalid_request")["details"] == {
+        "field": "Idempotency-Key"}
+    assert _job_count(engine) == before
+
+
 def test_the_same_key_at_once_from_8_clients_makes_one_job(app, engine, job_waiter):
     headers = {"Idempotency-Key": "concurrent-key-1"}
     before = _job_count(engine)

@@ -110,6 +110,9 @@ def _idempotency(kind: str, body: dict[str, Any]) -> tuple[str | None, str | Non
     if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
         raise ApiError(422, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
                        details={"field": "Idempotency-Key"})
+    if not key.isprintable():  # a NUL (PostgreSQL cannot store it) or another control
+        raise ApiError(422, "Idempotency-Key must be printable text, without control "
+                       "characters", details={"field": "Idempotency-Key"})
     canonical = orjson.dumps({"kind": kind, "body": body}, option=orjson.OPT_SORT_KEYS)
     return key, hashlib.sha256(canonical).hexdigest()
 

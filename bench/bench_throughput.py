@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import psycopg2
+import psycopg2.errors
 from harness import campaign_rows, http, machine, running_stack, servers, wait_job
 from sqlalchemy.engine import make_url
 
@@ -80,8 +81,11 @@ def empty_table(database_url: str) -> None:
     with conn.cursor() as cur:
         cur.execute("TRUNCATE campaign_performance")
         cur.execute("VACUUM ANALYZE campaign_performance")
-        cur.execute("VACUUM pipeline_payloads")
-        cur.execute("CHECKPOINT")
+        cur.execute("VACUUM pipeline_payloads")  # only a warning when not the owner
+        try:
+            cur.execute("CHECKPOINT")
+        except psycopg2.errors.InsufficientPrivilege:  # a managed server's to decide
+            pass
     conn.close()
 
 

@@ -33,3 +33,20 @@ def without_nul(value: Any) -> tuple[Any, int]:
             total += in_key + in_item
         return pairs, total
     return value, 0
+
+
+def find_nul(value: Any, path: str) -> str | None:
+    """Where in `value` (a path like `rules[0].values[1]`) a string or key holds a NUL."""
+    if isinstance(value, str):
+        return path if NUL in value else None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := find_nul(item, f"{path}[{index}]")) is not None:
+                return found
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if NUL in key:
+                return f"{path}.{key!r}"
+            if (found := find_nul(item, f"{path}.{key}")) is not None:
+                return found
+    return None

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from tasks.chunks import StageInput
-from tasks.nul import NUL_REPLACEMENT, without_nul
+from tasks.nul import NUL_REPLACEMENT, find_nul, without_nul
 from tasks.storage import payloads
 from tests.helpers import close_job, stored_job
 
@@ -22,6 +22,24 @@ def test_without_nul_replaces_in_every_string_and_key_and_counts_them():
                                    "b": "clean", "c": 2.5}, 4)
     clean = {"a": ["b", {"c": "d"}]}
     assert without_nul(clean) == (clean, 0)
+
+
+def test_find_nul_names_where_it_is():
+    assert find_nul({"rules": [{"values": ["ok", "E\x00R"]}]}, "v") == "v.rules[0].values[1]"
+    assert find_nul({"a\x00": 1}, "v") == "v.'a\\x00'"
+    assert find_nul({"a": ["b", {"c": 1}]}, "v") is None
+
+
+def test_a_nul_in_the_options_kept_with_the_job_is_a_422(client):
+    response = client.post("/api/v1/data_pipeline/ingest", json={
+        "source": "generic", "data_type": "campaign_performance",
+        "data": {"records": [{"campaign_id": "x"}]},
+        "validation_rules": {"rules": [
+            {"rule": "allowed_values", "field": "currency", "values": ["EUR", "E\x00R"]}]}})
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["details"] == {"field": "validation_rules.rules[0].values[1]"}
 
 
 @pytest.mark.usefixtures("clean_tables")

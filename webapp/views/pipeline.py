@@ -20,6 +20,7 @@ from tasks.ingestion.adapters import (
 )
 from tasks.ingestion.core import count_rows
 from tasks.ingestion.files import FileFormatError, iter_file_records
+from tasks.nul import find_nul
 from tasks.processing.options import ProcessingOptionError, check_processing_options
 from tasks.storage import db
 from tasks.storage.core import StorageOptionError, check_options
@@ -121,6 +122,10 @@ def _accept(kind: str, stages: tuple[str, ...], schema: Schema):  # type: ignore
     body = load_body(schema)
     count = check_request(body, stages)
     options = {key: body[key] for key in OPTION_KEYS if body.get(key) is not None}
+    for key, value in options.items():  # kept with the job, as jsonb, which cannot hold it
+        if (where := find_nul(value, key)) is not None:
+            raise ApiError(422, f"{where}: text with a NUL character (U+0000)",
+                           details={"field": where})
     key, request_hash = _idempotency(kind, body)
     try:
         job = accept(

@@ -40,6 +40,12 @@ def test_a_nul_in_the_options_kept_with_the_job_is_a_422(client):
     error = response.get_json()["error"]
     assert error["code"] == "invalid_request"
     assert error["details"] == {"field": "validation_rules.rules[0].values[1]"}
+    for endpoint in ("validate", "process", "store"):  # where no adapter checks the source
+        response = client.post(f"/api/v1/data_pipeline/{endpoint}", json={
+            "source": "gen\x00eric", "data_type": "campaign_performance",
+            "data": {"records": [{"campaign_id": "x"}]}})
+        assert response.status_code == 422, (endpoint, response.get_json())
+        assert response.get_json()["error"]["details"] == {"field": "source"}
 
 
 @pytest.mark.usefixtures("clean_tables")

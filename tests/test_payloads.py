@@ -59,6 +59,12 @@ def test_errors_keep_their_kind_the_stage_runner_tells_apart(engine, clean_table
         conn.exec_driver_sql("SET LOCAL statement_timeout = '1ms'")
         with db.raw_cursor(conn) as cursor:
             cursor.execute("SELECT pg_sleep(1)")
+    # A connection the server ends: out of the pool, and its own error is what surfaces.
+    with pytest.raises(OperationalError) as lost, engine.begin() as conn:
+        with db.raw_cursor(conn) as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    assert lost.value.connection_invalidated
+    assert "server closed the connection" in str(lost.value.orig)
     with engine.connect() as conn:  # nothing of the failed saves is left
         assert payloads.load(conn, job_id, "ingest") == []
     close_job(engine, job_id)

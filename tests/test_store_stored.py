@@ -122,7 +122,7 @@ def test_a_stored_chunk_counts_updates_skips_and_duplicates(engine):
         none = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="absent",
                              seq=0)
     assert first == {"inserted": 3, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
-    # (Had the first chunk's rows stayed in the staging table: 3 skipped, 3 duplicates.)
+    # (Had the first chunk's rows stayed in the staging table: 3 skipped, none duplicate.)
     assert older == {"inserted": 0, "updated": 0, "skipped": 2, "duplicates_in_batch": 1}
     assert none == {"inserted": 0, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
     with engine.connect() as conn:  # the 2031 date's month was given its partition

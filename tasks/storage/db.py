@@ -121,16 +121,18 @@ def raw_cursor(conn: Connection) -> Iterator[Any]:
     retries an OperationalError and fails the job on anything else."""
     dbapi = conn.dialect.loaded_dbapi
     connection = conn.connection.dbapi_connection
-    cursor = connection.cursor()
+    cursor = None
     try:
+        cursor = connection.cursor()
         yield cursor
     except dbapi.Error as exc:
-        raise DBAPIError.instance(
-            None, None, exc, dbapi.Error, dialect=conn.dialect,
-            connection_invalidated=conn.dialect.is_disconnect(exc, connection, cursor),
-        ) from exc
+        lost = conn.dialect.is_disconnect(exc, connection, cursor)
+        if lost:  # out of the pool, and the transaction's rollback is not tried on it
+            conn.invalidate(exc)
+        raise DBAPIError.instance(None, None, exc, dbapi.Error, dialect=conn.dialect,
+                                  connection_invalidated=lost) from exc
     finally:
-        if not cursor.closed:
+        if cursor is not None and not cursor.closed:
             cursor.close()
 
 

@@ -44,7 +44,7 @@ class _CopyStream:
         self._pieces = self._generate(uuid.UUID(job_id).bytes, name.encode(), chunks)
         # What failed while producing the data (a record orjson cannot encode): psycopg2
         # reports it as a cancelled COPY, which must not pass for a database error.
-        self.error: Exception | None = None
+        self.error: BaseException | None = None
 
     @staticmethod
     def _generate(key: bytes, label: bytes,
@@ -54,13 +54,14 @@ class _CopyStream:
             # 5 fields, each its length then its bytes: uuid, text, int4, int4, text.
             yield struct.pack(f"!hi16si{len(label)}siiiii", 5, 16, key, len(label), label,
                               4, seq, 4, count, len(body))
-            yield body
+            if body:  # an empty piece would end the data
+                yield body
         yield _COPY_END
 
     def read(self, size: int = -1) -> bytes:
         try:
             return next(self._pieces, b"")
-        except Exception as exc:
+        except BaseException as exc:  # psycopg2 swallows it, whatever it is
             self.error = exc
             raise
 

@@ -68,20 +68,21 @@ def _build(spec: Mapping[str, Any], data_type: DataType, path: str) -> list[Rule
 
 # Data types are declarations of the code: their rules are built once per process (for a
 # one-record job, building them took a tenth of the validate stage).
-_DEFAULT_RULES: dict[str, tuple[Rule, ...]] = {}
+_DEFAULT_RULES: dict[str, tuple[DataType, tuple[Rule, ...]]] = {}
 
 
 def default_rules(data_type: DataType) -> tuple[Rule, ...]:
     """The declaration's rules: every declared column's type, required and non-negative."""
-    built = _DEFAULT_RULES.get(data_type.name)
-    if built is None:
-        rules = [coercion_rule(field, kind) for field, kind in data_type.columns.items()]
-        for name, fields in (("required", data_type.required_fields),
-                             ("non_negative", data_type.non_negative_fields)):
-            if fields:
-                rules += _build({"rule": name, "fields": list(fields)}, data_type, name)
-        built = _DEFAULT_RULES[data_type.name] = tuple(
-            replace(rule, origin=DATA_TYPE) for rule in rules)
+    cached = _DEFAULT_RULES.get(data_type.name)
+    if cached is not None and cached[0] is data_type:  # the very declaration they came from
+        return cached[1]
+    rules = [coercion_rule(field, kind) for field, kind in data_type.columns.items()]
+    for name, fields in (("required", data_type.required_fields),
+                         ("non_negative", data_type.non_negative_fields)):
+        if fields:
+            rules += _build({"rule": name, "fields": list(fields)}, data_type, name)
+    built = tuple(replace(rule, origin=DATA_TYPE) for rule in rules)
+    _DEFAULT_RULES[data_type.name] = (data_type, built)
     return built
 
 

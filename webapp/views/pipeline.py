@@ -122,7 +122,8 @@ def _accept(kind: str, stages: tuple[str, ...], schema: Schema):  # type: ignore
     body = load_body(schema)
     count = check_request(body, stages)
     options = {key: body[key] for key in OPTION_KEYS if body.get(key) is not None}
-    for key, value in options.items():  # kept with the job, as jsonb, which cannot hold it
+    # Kept with the job, in text and jsonb, which cannot hold a NUL.
+    for key, value in [("source", body.get("source")), *options.items()]:
         if (where := find_nul(value, key)) is not None:
             raise ApiError(422, f"{where}: text with a NUL character (U+0000)",
                            details={"field": where})

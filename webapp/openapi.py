@@ -516,7 +516,8 @@ def _components(spec: APISpec) -> None:
         "name": "Idempotency-Key", "required": False,
         "description": "Send the same key again with the same body to get the same job back "
                        "(202, Idempotent-Replayed: true) instead of a second job; the same key "
-                       "with another body is 409.",
+                       "with another body is 409. Printable text, without control "
+                       "characters (422 otherwise).",
         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY}})
     spec.components.parameter("JobId", "path", {
         "name": "job_id", "description": "the job id returned by a 202",

@@ -83,6 +83,7 @@ def recover_stale_jobs() -> int:
 EXPIRE_JOBS_PER_TRANSACTION = 100
 EXPIRE_TRANSACTIONS_PER_RUN = 20
 
+
 def expire_raw_batches(older_than_hours: float) -> int:
     """Delete what is stored of jobs finished more than `older_than_hours` ago (their raw
     batch, and any output a crash left behind); returns how many jobs lost theirs. Driven

@@ -145,7 +145,7 @@ def store_chunk(
 
 
 def _store_output(counts: dict[str, int], records_in: int, opts: Mapping[str, Any],
-            rejected: list[Rejected]) -> StageOutput:
+                  rejected: list[Rejected]) -> StageOutput:
     return StageOutput(
         records=[],
         rejected=rejected,

@@ -40,7 +40,8 @@ class _CopyStream:
     """Binary COPY data for psycopg2's copy_expert, read piece by piece: a chunk's body is
     encoded when its turn comes and sent as it is, never joined with the others."""
 
-    def __init__(self, job_id: str, name: str, chunks: Iterable[tuple[int, int, bytes]]):
+    def __init__(self, job_id: str, name: str,
+                 chunks: Iterable[tuple[int, int, bytes]]) -> None:
         self._pieces = self._generate(uuid.UUID(job_id).bytes, name.encode(), chunks)
         # What failed while producing the data (a record orjson cannot encode): psycopg2
         # reports it as a cancelled COPY, which must not pass for a database error.

@@ -21,7 +21,9 @@ def job_id(engine):  # type: ignore[no-untyped-def]
 
 
 def _kill_the_pooled_connection(engine) -> None:  # type: ignore[no-untyped-def]
-    """Leave one connection in the pool and end its server process behind its back."""
+    """Leave one connection in the pool job reads use (the autocommit one) and end its
+    server process behind its back."""
+    engine = db.autocommit_engine()
     engine.dispose()
     with engine.connect() as conn:
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
@@ -41,6 +43,19 @@ def _kill_the_pooled_connection(engine) -> None:  # type: ignore[no-untyped-def]
                 time.sleep(0.02)
     finally:
         killer.close()
+
+
+def test_one_statement_reads_have_an_autocommit_pool_of_their_own(engine):  # type: ignore[no-untyped-def]
+    # Sharing the pool, a read switched a connection to autocommit and back: two more
+    # round trips (a SET when it returned, a BEGIN ISOLATION LEVEL on its next use).
+    reader = db.autocommit_engine()
+    assert reader is db.autocommit_engine()
+    assert reader.pool is not engine.pool
+    with reader.connect() as conn:
+        assert conn.connection.dbapi_connection.autocommit
+        assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    with engine.connect() as conn:
+        assert not conn.connection.dbapi_connection.autocommit
 
 
 def test_a_connection_idle_for_a_while_is_pinged_and_replaced(client, engine, job_id,

@@ -13,6 +13,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 _engines: dict[str, Engine] = {}
 _autocommit: dict[int, Engine] = {}
+# The arguments each engine was made with, so that its autocommit twin matches it.
+_made_with: dict[int, tuple[str, bool, bool]] = {}
 _current: Engine | None = None
 
 # A connection taken from the pool within this long of its last use is not pinged first:
@@ -43,24 +45,31 @@ def configure(url: str, pre_ping: bool = True, relaxed_commit: bool = False) -> 
     key = f"{url}#{'ping' if pre_ping else ''}#{'relaxed' if relaxed_commit else ''}"
     engine = _engines.get(key)
     if engine is None:
-        # UTF-8 whatever the server's encoding: binary COPY sends text as UTF-8 bytes.
-        connect_args: dict[str, object] = {
-            "connect_timeout": 5, "application_name": "marketing-pipeline",
-            "client_encoding": "utf8"}
-        if relaxed_commit:
-            # A worker that froze mid-stage (its host hung, not its connection closed)
-            # must not hold a job row for ever: the server ends a transaction left idle
-            # for 5 minutes (no stage step idles that long between two statements), and
-            # TCP keepalives notice a peer that is gone.
-            connect_args["options"] = ("-c synchronous_commit=off"
-                                       " -c idle_in_transaction_session_timeout=300000")
-            connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10,
-                                keepalives_count=3)
-        engine = create_engine(url, pool_size=5, max_overflow=10, connect_args=connect_args)
-        if pre_ping:
-            _ping_idle_connections(engine)
-        _engines[key] = engine
+        engine = _engines[key] = _create(url, pre_ping, relaxed_commit)
+        _made_with[id(engine)] = (url, pre_ping, relaxed_commit)
     _current = engine
+    return engine
+
+
+def _create(url: str, pre_ping: bool, relaxed_commit: bool, **options: Any) -> Engine:
+    """A new engine and pool (see `configure` for the modes)."""
+    # UTF-8 whatever the server's encoding: binary COPY sends text as UTF-8 bytes.
+    connect_args: dict[str, object] = {
+        "connect_timeout": 5, "application_name": "marketing-pipeline",
+        "client_encoding": "utf8"}
+    if relaxed_commit:
+        # A worker that froze mid-stage (its host hung, not its connection closed)
+        # must not hold a job row for ever: the server ends a transaction left idle
+        # for 5 minutes (no stage step idles that long between two statements), and
+        # TCP keepalives notice a peer that is gone.
+        connect_args["options"] = ("-c synchronous_commit=off"
+                                   " -c idle_in_transaction_session_timeout=300000")
+        connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10,
+                            keepalives_count=3)
+    engine = create_engine(url, pool_size=5, max_overflow=10, connect_args=connect_args,
+                           **options)
+    if pre_ping:
+        _ping_idle_connections(engine)
     return engine
 
 
@@ -91,18 +100,23 @@ def get_engine() -> Engine:
 
 def autocommit_engine() -> Engine:
     """This process's engine in autocommit mode, for reads of one statement: no BEGIN
-    before it and no ROLLBACK after it (two of a job poll's four round trips)."""
+    before it and no ROLLBACK after it (two of a job poll's four round trips).
+
+    A pool of its own: a connection switched to autocommit and back for one read costs
+    a `SET default_transaction_isolation` when it returns to the pool, and a
+    `BEGIN ISOLATION LEVEL` on its next transaction."""
     engine = get_engine()
     reader = _autocommit.get(id(engine))
     if reader is None:
-        reader = _autocommit[id(engine)] = engine.execution_options(
-            isolation_level="AUTOCOMMIT")
+        url, pre_ping, relaxed_commit = _made_with[id(engine)]
+        reader = _autocommit[id(engine)] = _create(url, pre_ping, relaxed_commit,
+                                                   isolation_level="AUTOCOMMIT")
     return reader
 
 
 def dispose_after_fork() -> None:
     """Drop connections inherited from a parent process; each child opens its own."""
-    for engine in _engines.values():
+    for engine in (*_engines.values(), *_autocommit.values()):
         engine.dispose(close=False)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from tasks import progress
@@ -20,6 +20,17 @@ from tasks.nul import without_nul
 from tasks.stage import StageOutput
 from tasks.storage import payloads, quarantine
 from tasks.storage.schema import payloads_table
+
+_table = payloads_table.c
+_IN_PAYLOAD = (_table.job_id == bindparam("job_id"), _table.name == bindparam("name"))
+# Built once (see tasks/storage/jobs.py): the chunk after `after`, the first chunk with
+# the number of chunks, and every chunk's record count.
+_NEXT_CHUNK = (select(_table.seq, _table.body)
+               .where(*_IN_PAYLOAD, _table.seq > bindparam("after"))
+               .order_by(_table.seq).limit(1))
+_FIRST_CHUNK = (select(_table.seq, _table.body, func.count().over())
+                .where(*_IN_PAYLOAD).order_by(_table.seq).limit(1))
+_CHUNK_SIZES = select(_table.seq, _table.record_count).where(*_IN_PAYLOAD).order_by(_table.seq)
 
 
 class StageInput:
@@ -38,15 +49,12 @@ class StageInput:
         self._chunk_count = 0
         self._nul_by_chunk: dict[int, int] = {}
 
-    def _query(self, after: int) -> Any:
-        table = payloads_table.c
-        return (select(table.seq, table.body)
-                .where(table.job_id == self.job_id, table.name == self.name, table.seq > after)
-                .order_by(table.seq).limit(1))
+    def _where(self, **more: int) -> dict[str, Any]:
+        return {"job_id": self.job_id, "name": self.name, **more}
 
     def _fetch_first(self) -> None:
         if not self._fetched:
-            row = self.conn.execute(self._query(-1).add_columns(func.count().over())).first()
+            row = self.conn.execute(_FIRST_CHUNK, self._where()).first()
             self._first = (row[0], row[1]) if row else None
             self._chunk_count = row[2] if row else 0
             self._fetched = True
@@ -67,11 +75,7 @@ class StageInput:
 
     def stored(self) -> list[tuple[int, int]]:
         """(seq, record count) of every chunk, in order, without their bodies."""
-        table = payloads_table.c
-        return [(seq, count) for seq, count in self.conn.execute(
-            select(table.seq, table.record_count)
-            .where(table.job_id == self.job_id, table.name == self.name)
-            .order_by(table.seq))]
+        return [(seq, count) for seq, count in self.conn.execute(_CHUNK_SIZES, self._where())]
 
     def chunks(self, report_progress: bool = True) -> Iterator[tuple[int, Any]]:
         """(offset of the chunk's first record in the batch, decoded chunk), in order. A
@@ -96,7 +100,7 @@ class StageInput:
             del chunk
             if self._chunk_count == 1:
                 return
-            row = self.conn.execute(self._query(seq)).first()
+            row = self.conn.execute(_NEXT_CHUNK, self._where(after=seq)).first()
             if row is None:
                 return
             seq, body = row

@@ -142,3 +142,20 @@ def test_the_staging_table_starts_empty_in_every_transaction_of_a_connection(eng
     assert (again["inserted"], again["updated"], again["duplicates_in_batch"]) == (0, 1, 0)
     assert (then["inserted"], then["updated"], then["duplicates_in_batch"]) == (1, 0, 0)
     assert sorted(r["campaign_id"] for r in rows_of(engine)) == ["s1", "s2", "s3"]
+
+
+def test_statements_are_composed_once_per_declaration(engine):
+    from dataclasses import replace
+
+    from tasks.storage.upsert import _statements
+
+    with engine.connect() as conn, conn.connection.dbapi_connection.cursor() as cursor:
+        first = _statements(CAMPAIGN_PERFORMANCE, cursor)
+        assert _statements(CAMPAIGN_PERFORMANCE, cursor) is first
+        # A declaration of the same name made anew (a reload) gets statements of its own.
+        redeclared = replace(CAMPAIGN_PERFORMANCE, natural_key=("campaign_id",))
+        again = _statements(redeclared, cursor)
+        assert _statements(CAMPAIGN_PERFORMANCE, cursor) is not first  # replaced in the cache
+    assert again is not first
+    assert 'ON CONFLICT ("campaign_id")' in again.merge[True]
+    assert 'ON CONFLICT ("campaign_id")' not in first.merge[True]

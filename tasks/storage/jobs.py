@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from tasks.storage.schema import jobs_table
@@ -22,10 +22,25 @@ FINISHED = (SUCCEEDED, FAILED)
 # NOTIFY channel: the job id is sent when a job finishes (see webapp/job_events.py).
 JOB_DONE_CHANNEL = "pipeline_job_done"
 
+# The statements of every stage, built once: building one cost 20-70 µs of a stage's few
+# milliseconds.
+_BY_ID = select(jobs_table).where(jobs_table.c.id == bindparam("job_id"))
+# FOR NO KEY UPDATE: it serialises writers of the job row as FOR UPDATE would, but does
+# not wait for a running stage, whose inserts of payload and quarantine rows (foreign
+# keys to this row) hold a KEY SHARE lock on it until the stage commits.
+_BY_ID_FOR_UPDATE = _BY_ID.with_for_update(key_share=True)
+# Sets the columns named by the parameters besides job_id.
+_UPDATE_BY_ID = update(jobs_table).where(jobs_table.c.id == bindparam("job_id"))
+_NOTIFY_DONE = select(func.pg_notify(JOB_DONE_CHANNEL, bindparam("job_id")))
+
+
+def _set(conn: Connection, job_id: str, values: dict[str, Any]) -> None:
+    conn.execute(_UPDATE_BY_ID, {"job_id": job_id, **values})
+
 
 def notify_done(conn: Connection, job_id: str) -> None:
     """Tell listeners the job finished; delivered when this transaction commits."""
-    conn.execute(select(func.pg_notify(JOB_DONE_CHANNEL, job_id)))
+    conn.execute(_NOTIFY_DONE, {"job_id": job_id})
 
 
 def progress_snapshot(stage: str, done: int, total: int | None) -> dict[str, Any]:
@@ -85,13 +100,8 @@ def create(
 
 
 def get(conn: Connection, job_id: str, for_update: bool = False) -> dict[str, Any] | None:
-    query = select(jobs_table).where(jobs_table.c.id == job_id)
-    if for_update:
-        # FOR NO KEY UPDATE: it serialises writers of the job row as FOR UPDATE would, but
-        # does not wait for a running stage, whose inserts of payload and quarantine rows
-        # (foreign keys to this row) hold a KEY SHARE lock on it until the stage commits.
-        query = query.with_for_update(key_share=True)
-    row = conn.execute(query).mappings().first()
+    row = conn.execute(_BY_ID_FOR_UPDATE if for_update else _BY_ID,
+                       {"job_id": job_id}).mappings().first()
     return dict(row) if row else None
 
 
@@ -173,9 +183,9 @@ def claim_stage(
 
 def write_claim(conn: Connection, job: dict[str, Any]) -> None:
     """Record the claim `claim_stage` made on `job`."""
-    conn.execute(update(jobs_table).where(jobs_table.c.id == job["id"]).values(
-        stages=job["stages"], status=job["status"], updated_at=job["updated_at"],
-        progress=job["progress"], started_at=job["started_at"]))
+    _set(conn, job["id"], {
+        "stages": job["stages"], "status": job["status"], "updated_at": job["updated_at"],
+        "progress": job["progress"], "started_at": job["started_at"]})
 
 
 def owns_stage(job: dict[str, Any] | None, stage_name: str, attempt: int) -> bool:
@@ -207,7 +217,7 @@ def heartbeat(conn: Connection, job_id: str, stage_name: str, attempt: int,
     values: dict[str, Any] = {"stages": job["stages"], "updated_at": now}
     if progress is not None:
         values["progress"] = progress
-    conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(**values))
+    _set(conn, job_id, values)
     return True
 
 
@@ -234,7 +244,7 @@ def finish_stage(
                               "status": job["status"], "started_at": job["started_at"]}
     if last:
         values.update(status=SUCCEEDED, finished_at=now, result=job_result or result)
-    conn.execute(update(jobs_table).where(jobs_table.c.id == job["id"]).values(**values))
+    _set(conn, job["id"], values)
     if last:
         notify_done(conn, job["id"])
     return last
@@ -258,11 +268,10 @@ def fail(
         stage.update(status=FAILED, finished_at=isoformat(now))
         if result is not None:
             stage["result"] = result
-    conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(
-        status=FAILED, stages=job["stages"], finished_at=now, updated_at=now,
-        error={"code": code, "message": message, "details": details},
-        result=result,
-    ))
+    _set(conn, job_id, {
+        "status": FAILED, "stages": job["stages"], "finished_at": now, "updated_at": now,
+        "error": {"code": code, "message": message, "details": details}, "result": result,
+    })
     notify_done(conn, job_id)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 from psycopg2 import sql
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -34,6 +34,9 @@ def encode(records: Sequence[Any]) -> bytes:
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _COPY_END = struct.pack("!h", -1)
 _COPY_COLUMNS = ("job_id", "name", "seq", "record_count", "body")
+_COPY_STATEMENT = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
+    sql.Identifier(payloads_table.name),
+    sql.SQL(", ").join(sql.Identifier(payloads_table.c[c].name) for c in _COPY_COLUMNS))
 
 
 class _CopyStream:
@@ -72,13 +75,10 @@ def _copy_in(conn: Connection, job_id: str, name: str,
     """Insert (seq, record_count, body) chunks by binary COPY. Sent as a literal in an
     INSERT, a body of megabytes costs PostgreSQL's SQL lexer a pass over every byte (5 %
     of the pipeline's whole CPU under load); COPY takes the bytes as they are."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
-        sql.Identifier(payloads_table.name),
-        sql.SQL(", ").join(sql.Identifier(payloads_table.c[c].name) for c in _COPY_COLUMNS))
     stream = _CopyStream(job_id, name, chunks)
     try:
         with db.raw_cursor(conn) as cursor:
-            cursor.copy_expert(statement.as_string(cursor), stream)
+            cursor.copy_expert(_COPY_STATEMENT.as_string(cursor), stream)
     except DBAPIError:
         if stream.error is not None:
             raise stream.error from None
@@ -124,6 +124,9 @@ def load(conn: Connection, job_id: str, name: str) -> list[Any]:
     return records
 
 
+_DISCARD = delete(payloads_table).where(payloads_table.c.job_id == bindparam("job_id"),
+                                        payloads_table.c.name.in_(bindparam("names")))
+
+
 def discard(conn: Connection, job_id: str, names: Iterable[str]) -> None:
-    conn.execute(delete(payloads_table).where(
-        payloads_table.c.job_id == job_id, payloads_table.c.name.in_(list(names))))
+    conn.execute(_DISCARD, {"job_id": job_id, "names": list(names)})

@@ -23,6 +23,7 @@ import csv
 import hashlib
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +78,83 @@ def _staging_name(data_type: DataType, columns: Sequence[str]) -> str:
     return f"_upsert_{data_type.table_name[:40]}_{digest}"
 
 
+@dataclass(frozen=True)
+class _Statements:
+    """A data type's upsert statements as SQL text, composed once per declaration: for
+    a store of a few records, composing them on every call cost more than running them."""
+
+    columns: list[str]
+    json_columns: list[int]  # positions in a COPY row (after _seq) of the JSON columns
+    staging: str
+    create_staging: str
+    truncate_staging: str
+    copy: str
+    insert_stored: str
+    months: str | None
+    merge: dict[bool, str]  # by update_existing
+
+
+def _compose(data_type: DataType, context: Any) -> _Statements:
+    """Every identifier comes from the declaration, quoted by psycopg2.sql."""
+    columns = _stored_columns(data_type)
+    kinds = data_type.all_columns
+    staging = _staging_name(data_type, columns)
+    temp = sql.Identifier(staging)
+    col_list = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+
+    def text(statement: sql.Composable) -> str:
+        return statement.as_string(context)
+
+    return _Statements(
+        columns=columns,
+        json_columns=[i + 1 for i, c in enumerate(columns) if kinds[c] == JSON],
+        staging=staging,
+        create_staging=text(sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} (_seq bigint, {}) ON COMMIT DELETE ROWS"
+        ).format(temp, sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(PG_TYPES[kinds[c]]))
+            for c in columns))),
+        truncate_staging=text(sql.SQL("TRUNCATE {}").format(temp)),
+        copy=text(sql.SQL("COPY {} (_seq, {}) FROM STDIN WITH (FORMAT csv)").format(
+            temp, col_list)),
+        # json_populate_recordset maps each object's keys to the staging table's
+        # columns by name (a key with no column is ignored, a column with no key is NULL).
+        insert_stored=text(sql.SQL(
+            "INSERT INTO {temp} (_seq, {cols})"
+            " SELECT r.ordinality, {typed}"
+            " FROM {payloads} p,"
+            " json_populate_recordset(NULL::{temp}, p.{body}::json) WITH ORDINALITY r"
+            " WHERE p.{job} = %(job_id)s AND p.{name} = %(payload)s AND p.{seq} = %(seq)s"
+        ).format(
+            temp=temp, cols=col_list,
+            typed=sql.SQL(", ").join(sql.Identifier("r", c) for c in columns),
+            payloads=sql.Identifier(payloads_table.name),
+            body=sql.Identifier(payloads_table.c.body.name),
+            job=sql.Identifier(payloads_table.c.job_id.name),
+            name=sql.Identifier(payloads_table.c.name.name),
+            seq=sql.Identifier(payloads_table.c.seq.name),
+        )),
+        months=text(sql.SQL(
+            "SELECT DISTINCT date_trunc('month', {}::timestamp)::date FROM {}"
+        ).format(sql.Identifier(data_type.date_column), temp))
+        if data_type.date_column else None,
+        merge={update: text(_merge_statement(data_type, columns, temp, update))
+               for update in (True, False)},
+    )
+
+
+_composed: dict[str, tuple[DataType, _Statements]] = {}
+
+
+def _statements(data_type: DataType, context: Any) -> _Statements:
+    cached = _composed.get(data_type.name)
+    if cached is not None and cached[0] is data_type:  # the very declaration they came from
+        return cached[1]
+    statements = _compose(data_type, context)
+    _composed[data_type.name] = (data_type, statements)
+    return statements
+
+
 def _staging_was_used(conn: Connection, name: str) -> bool:
     """True when this transaction already staged rows in `name` (which must then be
     emptied first); a new transaction finds every staging table empty."""
@@ -91,32 +169,18 @@ def _staging_was_used(conn: Connection, name: str) -> bool:
     return False
 
 
-def _staging(cursor: Any, conn: Connection, data_type: DataType,
-             columns: Sequence[str]) -> sql.Identifier:
+def _staging(cursor: Any, conn: Connection, statements: _Statements) -> None:
     """The connection's empty staging table for these columns, created on first use."""
-    kinds = data_type.all_columns
-    temp_name = _staging_name(data_type, columns)
-    temp = sql.Identifier(temp_name)
     # One staging table, reused: a store of many chunks would otherwise hold the locks of
     # a table per chunk until it commits (and run out of the server's lock table on a
     # file of millions of records).
-    cursor.execute(sql.SQL(
-        "CREATE TEMP TABLE IF NOT EXISTS {} (_seq bigint, {}) ON COMMIT DELETE ROWS"
-    ).format(
-        temp,
-        sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(PG_TYPES[kinds[c]]))
-            for c in columns
-        ),
-    ))
-    if _staging_was_used(conn, temp_name):
-        cursor.execute(sql.SQL("TRUNCATE {}").format(temp))
-    return temp
+    cursor.execute(statements.create_staging)
+    if _staging_was_used(conn, statements.staging):
+        cursor.execute(statements.truncate_staging)
 
 
-def _merge(cursor: Any, data_type: DataType, columns: Sequence[str], temp: sql.Identifier,
-           *, job_id: str, update_existing: bool, accepted_at: datetime | None,
-           staged: int) -> dict[str, int]:
+def _merge_statement(data_type: DataType, columns: Sequence[str], temp: sql.Identifier,
+                     update_existing: bool) -> sql.Composed:
     """The staged rows into the table, last of each key (by _seq) winning; counts."""
     target = sql.Identifier(data_type.table_name)
     col_ids = [sql.Identifier(c) for c in columns]
@@ -133,7 +197,7 @@ def _merge(cursor: Any, data_type: DataType, columns: Sequence[str], temp: sql.I
         ), target=target)
     else:
         conflict = sql.SQL("DO NOTHING")
-    cursor.execute(sql.SQL(
+    return sql.SQL(
         "WITH stamp AS MATERIALIZED (SELECT clock_timestamp() AS at),"
         " written AS ("
         " INSERT INTO {target} ({cols}, job_id, accepted_at, ingested_at, updated_at)"
@@ -149,7 +213,13 @@ def _merge(cursor: Any, data_type: DataType, columns: Sequence[str], temp: sql.I
     ).format(
         target=target, cols=sql.SQL(", ").join(col_ids), keys=sql.SQL(", ").join(key_ids),
         temp=temp, conflict=conflict,
-    ), {"job_id": job_id, "accepted_at": accepted_at})
+    )
+
+
+def _merge(cursor: Any, statements: _Statements, *, job_id: str, update_existing: bool,
+           accepted_at: datetime | None, staged: int) -> dict[str, int]:
+    cursor.execute(statements.merge[update_existing],
+                   {"job_id": job_id, "accepted_at": accepted_at})
     inserted, updated, distinct = cursor.fetchone()
     return {
         "inserted": inserted,
@@ -188,20 +258,13 @@ def upsert(
     if data_type.date_column:
         column = data_type.date_column  # canonical records may carry it as ISO text
         ensure_partitions(conn, data_type, (to_date(r.get(column)) for r in records))
-    columns = _stored_columns(data_type)
-    kinds = data_type.all_columns
     with db.raw_cursor(conn) as cursor:
-        temp = _staging(cursor, conn, data_type, columns)
-        cursor.copy_expert(
-            sql.SQL("COPY {} (_seq, {}) FROM STDIN WITH (FORMAT csv)").format(
-                temp, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-            ).as_string(cursor),
-            _copy_rows(records, columns,
-                       [i + 1 for i, c in enumerate(columns) if kinds[c] == JSON]),
-        )
-        return _merge(cursor, data_type, columns, temp, job_id=job_id,
-                      update_existing=update_existing, accepted_at=accepted_at,
-                      staged=len(records))
+        statements = _statements(data_type, cursor)
+        _staging(cursor, conn, statements)
+        cursor.copy_expert(statements.copy, _copy_rows(records, statements.columns,
+                                                       statements.json_columns))
+        return _merge(cursor, statements, job_id=job_id, update_existing=update_existing,
+                      accepted_at=accepted_at, staged=len(records))
 
 
 def upsert_stored(
@@ -219,34 +282,16 @@ def upsert_stored(
     chunk nor builds COPY text of it, which cost more than PostgreSQL's reading the JSON.
     Every record's values must already be of their columns' types (our process stage's
     output); the number of records is the chunk's."""
-    columns = _stored_columns(data_type)
     with db.raw_cursor(conn) as cursor:
-        temp = _staging(cursor, conn, data_type, columns)
-        # json_populate_recordset maps each object's keys to the staging table's
-        # columns by name (a key with no column is ignored, a column with no key is NULL).
-        cursor.execute(sql.SQL(
-            "INSERT INTO {temp} (_seq, {cols})"
-            " SELECT r.ordinality, {typed}"
-            " FROM {payloads} p,"
-            " json_populate_recordset(NULL::{temp}, p.{body}::json) WITH ORDINALITY r"
-            " WHERE p.{job} = %(job_id)s AND p.{name} = %(payload)s AND p.{seq} = %(seq)s"
-        ).format(
-            temp=temp, cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-            typed=sql.SQL(", ").join(sql.Identifier("r", c) for c in columns),
-            payloads=sql.Identifier(payloads_table.name),
-            body=sql.Identifier(payloads_table.c.body.name),
-            job=sql.Identifier(payloads_table.c.job_id.name),
-            name=sql.Identifier(payloads_table.c.name.name),
-            seq=sql.Identifier(payloads_table.c.seq.name),
-        ), {"job_id": job_id, "payload": payload, "seq": seq})
+        statements = _statements(data_type, cursor)
+        _staging(cursor, conn, statements)
+        cursor.execute(statements.insert_stored,
+                       {"job_id": job_id, "payload": payload, "seq": seq})
         staged = cursor.rowcount
         if not staged:
             return dict(_NO_COUNTS)
-        if data_type.date_column:
-            cursor.execute(sql.SQL(
-                "SELECT DISTINCT date_trunc('month', {}::timestamp)::date FROM {}"
-            ).format(sql.Identifier(data_type.date_column), temp))
+        if statements.months is not None:
+            cursor.execute(statements.months)
             ensure_partitions(conn, data_type, (month for (month,) in cursor.fetchall()))
-        return _merge(cursor, data_type, columns, temp, job_id=job_id,
-                      update_existing=update_existing, accepted_at=accepted_at,
-                      staged=staged)
+        return _merge(cursor, statements, job_id=job_id, update_existing=update_existing,
+                      accepted_at=accepted_at, staged=staged)

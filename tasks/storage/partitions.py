@@ -57,15 +57,17 @@ def existing_partitions(conn: Connection, table: str) -> set[str]:
     return set(rows)
 
 
-def ensure_partitions(conn: Connection, data_type: DataType, days: Iterable[date | None]) -> int:
-    """Create the monthly partitions the given dates need; returns how many were created."""
+def ensure_partitions(conn: Connection, data_type: DataType, days: Iterable[date | None],
+                      existing: set[str] | None = None) -> int:
+    """Create the monthly partitions the given dates need; returns how many were created.
+    `existing`: the table's partitions, when the caller has just read them."""
     if not is_partitioned(data_type):
         return 0
     table = data_type.table_name
     months = sorted({month_of(d) for d in days if d is not None})
     if not months:
         return 0
-    have = existing_partitions(conn, table)
+    have = existing_partitions(conn, table) if existing is None else existing
     missing = [m for m in months if partition_name(table, m) not in have]
     if not missing:
         return 0

@@ -45,7 +45,7 @@ from tasks.datatypes import (
 )
 from tasks.storage import db
 from tasks.storage.partitions import ensure_partitions
-from tasks.storage.schema import payloads_table
+from tasks.storage.schema import is_partitioned, payloads_table
 
 PG_TYPES = {
     TEXT: "text", INTEGER: "bigint", DECIMAL: "numeric", DATE: "date",
@@ -89,8 +89,9 @@ class _Statements:
     create_staging: str
     truncate_staging: str
     copy: str
-    insert_stored: str
-    months: str | None
+    # Stages a stored chunk; returns the rows staged, the months they fall in and the
+    # table's partitions (NULLs for a table without dates or partitions).
+    stage_stored: str
     merge: dict[bool, str]  # by update_existing
 
 
@@ -117,27 +118,7 @@ def _compose(data_type: DataType, context: Any) -> _Statements:
         truncate_staging=text(sql.SQL("TRUNCATE {}").format(temp)),
         copy=text(sql.SQL("COPY {} (_seq, {}) FROM STDIN WITH (FORMAT csv)").format(
             temp, col_list)),
-        # json_populate_recordset maps each object's keys to the staging table's
-        # columns by name (a key with no column is ignored, a column with no key is NULL).
-        insert_stored=text(sql.SQL(
-            "INSERT INTO {temp} (_seq, {cols})"
-            " SELECT r.ordinality, {typed}"
-            " FROM {payloads} p,"
-            " json_populate_recordset(NULL::{temp}, p.{body}::json) WITH ORDINALITY r"
-            " WHERE p.{job} = %(job_id)s AND p.{name} = %(payload)s AND p.{seq} = %(seq)s"
-        ).format(
-            temp=temp, cols=col_list,
-            typed=sql.SQL(", ").join(sql.Identifier("r", c) for c in columns),
-            payloads=sql.Identifier(payloads_table.name),
-            body=sql.Identifier(payloads_table.c.body.name),
-            job=sql.Identifier(payloads_table.c.job_id.name),
-            name=sql.Identifier(payloads_table.c.name.name),
-            seq=sql.Identifier(payloads_table.c.seq.name),
-        )),
-        months=text(sql.SQL(
-            "SELECT DISTINCT date_trunc('month', {}::timestamp)::date FROM {}"
-        ).format(sql.Identifier(data_type.date_column), temp))
-        if data_type.date_column else None,
+        stage_stored=text(_stage_stored_statement(data_type, columns, temp)),
         merge={update: text(_merge_statement(data_type, columns, temp, update))
                for update in (True, False)},
     )
@@ -155,6 +136,48 @@ def _statements(data_type: DataType, context: Any) -> _Statements:
     return statements
 
 
+def _stage_stored_statement(data_type: DataType, columns: Sequence[str],
+                            temp: sql.Identifier) -> sql.Composed:
+    """INSERT .. SELECT of a stored chunk into the staging table, with what the store asks
+    next (the months of the rows, the table's partitions) in the same round trip."""
+    date = sql.Identifier(data_type.date_column) if data_type.date_column else None
+    if date is not None:
+        months = sql.SQL(
+            "array_agg(DISTINCT date_trunc('month', {date}::timestamp)::date)"
+            " FILTER (WHERE {date} IS NOT NULL)").format(date=date)
+    else:
+        months = sql.SQL("NULL::date[]")
+    if is_partitioned(data_type):
+        partitions = sql.SQL(
+            "ARRAY(SELECT c.relname::text FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = {}::regclass)"
+        ).format(sql.Literal(data_type.table_name))
+    else:
+        partitions = sql.SQL("NULL::text[]")
+    # json_populate_recordset maps each object's keys to the staging table's columns by
+    # name (a key with no column is ignored, a column with no key is NULL).
+    return sql.SQL(
+        "WITH staged AS ("
+        " INSERT INTO {temp} (_seq, {cols})"
+        " SELECT r.ordinality, {typed}"
+        " FROM {payloads} p,"
+        " json_populate_recordset(NULL::{temp}, p.{body}::json) WITH ORDINALITY r"
+        " WHERE p.{job} = %(job_id)s AND p.{name} = %(payload)s AND p.{seq} = %(seq)s"
+        " RETURNING {returned})"
+        " SELECT count(*), {months}, {partitions} FROM staged"
+    ).format(
+        temp=temp, cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        typed=sql.SQL(", ").join(sql.Identifier("r", c) for c in columns),
+        payloads=sql.Identifier(payloads_table.name),
+        body=sql.Identifier(payloads_table.c.body.name),
+        job=sql.Identifier(payloads_table.c.job_id.name),
+        name=sql.Identifier(payloads_table.c.name.name),
+        seq=sql.Identifier(payloads_table.c.seq.name),
+        returned=date if date is not None else sql.SQL("1"),
+        months=months, partitions=partitions,
+    )
+
+
 def _staging_was_used(conn: Connection, name: str) -> bool:
     """True when this transaction already staged rows in `name` (which must then be
     emptied first); a new transaction finds every staging table empty."""
@@ -169,14 +192,16 @@ def _staging_was_used(conn: Connection, name: str) -> bool:
     return False
 
 
-def _staging(cursor: Any, conn: Connection, statements: _Statements) -> None:
-    """The connection's empty staging table for these columns, created on first use."""
+def _staging(conn: Connection, statements: _Statements) -> str:
+    """SQL that makes the connection's staging table for these columns ready and empty
+    (created on first use), to send ahead of the statement that fills it."""
     # One staging table, reused: a store of many chunks would otherwise hold the locks of
     # a table per chunk until it commits (and run out of the server's lock table on a
     # file of millions of records).
-    cursor.execute(statements.create_staging)
+    ready = f"{statements.create_staging}; "
     if _staging_was_used(conn, statements.staging):
-        cursor.execute(statements.truncate_staging)
+        ready += f"{statements.truncate_staging}; "
+    return ready
 
 
 def _merge_statement(data_type: DataType, columns: Sequence[str], temp: sql.Identifier,
@@ -260,7 +285,7 @@ def upsert(
         ensure_partitions(conn, data_type, (to_date(r.get(column)) for r in records))
     with db.raw_cursor(conn) as cursor:
         statements = _statements(data_type, cursor)
-        _staging(cursor, conn, statements)
+        cursor.execute(_staging(conn, statements))
         cursor.copy_expert(statements.copy, _copy_rows(records, statements.columns,
                                                        statements.json_columns))
         return _merge(cursor, statements, job_id=job_id, update_existing=update_existing,
@@ -284,14 +309,13 @@ def upsert_stored(
     output); the number of records is the chunk's."""
     with db.raw_cursor(conn) as cursor:
         statements = _statements(data_type, cursor)
-        _staging(cursor, conn, statements)
-        cursor.execute(statements.insert_stored,
+        # One round trip: the staging table made ready, filled, and what the rows need.
+        cursor.execute(_staging(conn, statements) + statements.stage_stored,
                        {"job_id": job_id, "payload": payload, "seq": seq})
-        staged = cursor.rowcount
+        staged, months, partitions = cursor.fetchone()
         if not staged:
             return dict(_NO_COUNTS)
-        if statements.months is not None:
-            cursor.execute(statements.months)
-            ensure_partitions(conn, data_type, (month for (month,) in cursor.fetchall()))
+        if months:
+            ensure_partitions(conn, data_type, months, existing=set(partitions or ()))
         return _merge(cursor, statements, job_id=job_id, update_existing=update_existing,
                       accepted_at=accepted_at, staged=staged)

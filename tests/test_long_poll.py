@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tasks.runner import run_stage
+from tasks.storage import jobs
 from tasks.storage.tasks import store_step
 from tests.helpers import stored_job
 from webapp.views import jobs as jobs_view
@@ -31,3 +32,36 @@ def test_the_job_finishing_wakes_its_long_poll(client, engine, monkeypatch):
     poll.join(15)  # well before its 20 s are up
     assert not poll.is_alive()
     assert answer["status"] == "succeeded"
+
+
+def _notices(listener) -> list[str]:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 0.3
+    payloads: list[str] = []
+    while time.monotonic() < deadline:
+        listener.poll()
+        payloads += [n.payload for n in listener.notifies]
+        listener.notifies.clear()
+        time.sleep(0.02)
+    return payloads
+
+
+def test_the_database_announces_a_job_finishing_once_whatever_finishes_it(engine):
+    job_id = stored_job(engine, [{"campaign_id": "poll-2"}], ["store"])
+    raw = engine.raw_connection()
+    raw.detach()  # its own connection: a LISTEN must not go back to the pool
+    listener = raw.dbapi_connection
+    listener.autocommit = True
+    try:
+        with listener.cursor() as cursor:
+            cursor.execute(f"LISTEN {jobs.JOB_DONE_CHANNEL}")  # a constant name
+        with engine.begin() as conn:  # a claim and a heartbeat are no finish
+            jobs.write_claim(conn, jobs.claim_stage(conn, job_id, "store", "me", 60.0,
+                                                    write=False))
+            assert jobs.heartbeat(conn, job_id, "store", 1)
+        assert _notices(listener) == []
+        with engine.begin() as conn:
+            jobs.fail(conn, job_id, "store", "broken", "a test failure")
+            jobs.fail(conn, job_id, "store", "broken", "failed twice")  # already finished
+        assert _notices(listener) == [job_id]
+    finally:
+        listener.close()

@@ -19,7 +19,8 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 PENDING = "pending"
 FINISHED = (SUCCEEDED, FAILED)
-# NOTIFY channel: the job id is sent when a job finishes (see webapp/job_events.py).
+# NOTIFY channel: the job id is sent when a job finishes (see webapp/job_events.py), by
+# a trigger on the status column (migration 0006), in the statement that finishes it.
 JOB_DONE_CHANNEL = "pipeline_job_done"
 
 # The statements of every stage, built once: building one cost 20-70 µs of a stage's few
@@ -31,16 +32,10 @@ _BY_ID = select(jobs_table).where(jobs_table.c.id == bindparam("job_id"))
 _BY_ID_FOR_UPDATE = _BY_ID.with_for_update(key_share=True)
 # Sets the columns named by the parameters besides job_id.
 _UPDATE_BY_ID = update(jobs_table).where(jobs_table.c.id == bindparam("job_id"))
-_NOTIFY_DONE = select(func.pg_notify(JOB_DONE_CHANNEL, bindparam("job_id")))
 
 
 def _set(conn: Connection, job_id: str, values: dict[str, Any]) -> None:
     conn.execute(_UPDATE_BY_ID, {"job_id": job_id, **values})
-
-
-def notify_done(conn: Connection, job_id: str) -> None:
-    """Tell listeners the job finished; delivered when this transaction commits."""
-    conn.execute(_NOTIFY_DONE, {"job_id": job_id})
 
 
 def progress_snapshot(stage: str, done: int, total: int | None) -> dict[str, Any]:
@@ -245,8 +240,6 @@ def finish_stage(
     if last:
         values.update(status=SUCCEEDED, finished_at=now, result=job_result or result)
     _set(conn, job["id"], values)
-    if last:
-        notify_done(conn, job["id"])
     return last
 
 
@@ -272,7 +265,6 @@ def fail(
         "status": FAILED, "stages": job["stages"], "finished_at": now, "updated_at": now,
         "error": {"code": code, "message": message, "details": details}, "result": result,
     })
-    notify_done(conn, job_id)
 
 
 def set_records_count(conn: Connection, job_id: str, count: int) -> None:

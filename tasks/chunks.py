@@ -9,17 +9,17 @@ the stage's one transaction: a crash still leaves the stage either done or to be
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import BigInteger, Integer, Text, bindparam, column, func, select, text
 from sqlalchemy.engine import Connection
 
 from tasks import progress
 from tasks.nul import without_nul
 from tasks.stage import StageOutput
 from tasks.storage import payloads, quarantine
-from tasks.storage.schema import payloads_table
+from tasks.storage.schema import jobs_table, payloads_table
 
 _table = payloads_table.c
 _IN_PAYLOAD = (_table.job_id == bindparam("job_id"), _table.name == bindparam("name"))
@@ -33,21 +33,88 @@ _FIRST_CHUNK = (select(_table.seq, _table.body, func.count().over())
 _CHUNK_SIZES = select(_table.seq, _table.record_count).where(*_IN_PAYLOAD).order_by(_table.seq)
 
 
+# A first chunk that takes more than this (stored, so compressed) is left out of
+# `lock_job_with_input` and read when the stage reads it: a stage that lets PostgreSQL
+# read its input (the store) never needs it, and a batch that big pays one more round
+# trip without noticing.
+HEAD_BODY_BYTES = 16 * 1024
+
+
+class InputHead(NamedTuple):
+    """What `lock_job_with_input` read of a stage's input."""
+
+    seq: int | None  # its first chunk (None: no chunk seen)
+    body: str | None  # that chunk's text, when small
+    record_count: int | None  # that chunk's records
+    chunks: int
+
+
+# The job row, locked as jobs.get(for_update=True) locks it, with the head of a stage's
+# input: the claim and the stage's first read in one round trip. The input is the output
+# of the stage before it in the job's list, or the raw batch (as jobs.input_name says).
+_LOCK_WITH_HEAD = text(f"""
+SELECT {", ".join(f"j.{c.name}" for c in jobs_table.c)},
+       head.seq, head.record_count, head.chunks,
+       CASE WHEN pg_column_size(head.body) <= :small THEN head.body END
+FROM {jobs_table.name} j
+LEFT JOIN LATERAL (
+    SELECT p.seq, p.record_count, p.body, count(*) OVER () AS chunks
+    FROM {payloads_table.name} p
+    WHERE p.job_id = j.id AND p.name = (
+        SELECT before FROM (
+            SELECT s.stage ->> 'name' AS name,
+                   lag(s.stage ->> 'name', 1, 'raw') OVER (ORDER BY s.n) AS before
+            FROM jsonb_array_elements(j.stages) WITH ORDINALITY AS s(stage, n)) named
+        WHERE name = :stage)
+    ORDER BY p.seq LIMIT 1) head ON true
+WHERE j.id = :job_id
+FOR NO KEY UPDATE OF j
+""").columns(*jobs_table.c, column("head_seq", Integer), column("head_records", Integer),
+             column("head_chunks", BigInteger), column("head_body", Text))
+# (Every name in it comes from the declarations, none from input.)
+
+
+def lock_job_with_input(conn: Connection, job_id: str,
+                        stage_name: str) -> tuple[dict[str, Any] | None, InputHead]:
+    """The job row locked for `stage_name`'s claim (see jobs.claim_stage's `locked`), and
+    the head of that stage's input for its StageInput."""
+    row = conn.execute(_LOCK_WITH_HEAD, {"job_id": job_id, "stage": stage_name,
+                                         "small": HEAD_BODY_BYTES}).first()
+    if row is None:
+        return None, InputHead(None, None, None, 0)
+    width = len(jobs_table.c)
+    job = dict(zip(jobs_table.c.keys(), row[:width], strict=True))
+    seq, record_count, chunks, body = row[width:]
+    return job, InputHead(seq, body, record_count, chunks or 0)
+
+
 class StageInput:
     """The chunks of one stored batch, read in order, each decoded when its turn comes.
 
-    The first chunk is fetched with the number of chunks on first use (one round trip for
-    the common one-chunk job), so a stage can tell before its first pass whether the
-    batch spans chunks; `chunks()` may be called again for another pass. A stage that
-    lets PostgreSQL read the chunks (`stored()`) never fetches them.
+    The first chunk comes with the number of chunks: read with the claim (`head`), or
+    fetched on first use, so a stage can tell before its first pass whether the batch
+    spans chunks; `chunks()` may be called again for another pass. A stage that lets
+    PostgreSQL read the chunks (`stored()`) never fetches them.
     """
 
-    def __init__(self, conn: Connection, job_id: str, name: str) -> None:
+    def __init__(self, conn: Connection, job_id: str, name: str,
+                 head: InputHead | None = None) -> None:
+        """`head`: what `lock_job_with_input` read of this input (a big first chunk's
+        body is still fetched on first use)."""
         self.conn, self.job_id, self.name = conn, job_id, name
         self._fetched = False
         self._first: tuple[int, str] | None = None
         self._chunk_count = 0
         self._nul_by_chunk: dict[int, int] = {}
+        # A head without a chunk is read again: every stored input has one, so the claim
+        # must have waited for the job row while the stage before wrote its output, and
+        # the input was read as it was before that commit. (What it did see is final: a
+        # stage's output is committed with its success, at once.)
+        self._head = head if head is not None and head.seq is not None else None
+        if self._head is not None and self._head.body is not None:
+            self._first = (self._head.seq, self._head.body)
+            self._chunk_count = self._head.chunks
+            self._fetched = True
 
     def _where(self, **more: int) -> dict[str, Any]:
         return {"job_id": self.job_id, "name": self.name, **more}
@@ -75,6 +142,9 @@ class StageInput:
 
     def stored(self) -> list[tuple[int, int]]:
         """(seq, record count) of every chunk, in order, without their bodies."""
+        head = self._head
+        if head is not None and head.chunks == 1:
+            return [(head.seq, head.record_count)]
         return [(seq, count) for seq, count in self.conn.execute(_CHUNK_SIZES, self._where())]
 
     def chunks(self, report_progress: bool = True) -> Iterator[tuple[int, Any]]:

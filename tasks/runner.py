@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from tasks import progress, stats
-from tasks.chunks import StageInput, StageSink
+from tasks.chunks import InputHead, StageInput, StageSink, lock_job_with_input
 from tasks.stage import StageFailure, StageOutput
 from tasks.storage import db, jobs, payloads, quarantine
 
@@ -117,8 +117,9 @@ def run_stage(
     job: dict[str, Any] | None = None
     try:
         with engine.begin() as conn:
+            locked, head = lock_job_with_input(conn, job_id, stage_name)
             job = jobs.claim_stage(conn, job_id, stage_name, claimant, stale_seconds,
-                                   write=False, redelivered=redelivered)
+                                   write=False, redelivered=redelivered, locked=locked)
             if job is None:
                 log.info("job %s: stage %s skipped (done, finished or held by another task)",
                          job_id, stage_name)
@@ -136,7 +137,7 @@ def run_stage(
                     with progress.Tracker(job_id, stage_name, attempt, total,
                                           write_row=False):
                         output, sink = _work(conn, job, stage_name, step, attempt,
-                                             locked=True)
+                                             head, locked=True)
                 else:
                     jobs.write_claim(conn, job)
         if interrupted:
@@ -147,7 +148,8 @@ def run_stage(
                             max(0.5, min(10.0, stale_seconds / 4))),
                   progress.Tracker(job_id, stage_name, attempt, total),
                   engine.begin() as conn):
-                output, sink = _work(conn, job, stage_name, step, attempt, locked=False)
+                output, sink = _work(conn, job, stage_name, step, attempt, head,
+                                     locked=False)
     except _Superseded:
         log.warning("job %s: stage %s was taken over; attempt %d discarded",
                     job_id, stage_name, attempt)
@@ -192,15 +194,15 @@ def _records_out(output: StageOutput, sink: StageSink) -> int:
 
 
 def _work(conn: Connection, job: dict[str, Any], stage_name: str, step: Step, attempt: int,
-          *, locked: bool) -> tuple[StageOutput, StageSink]:
-    """The stage's work and its outcome, in the caller's transaction. `locked`: the job
-    row has been locked by this transaction since the claim (else ownership is checked
-    before anything is recorded)."""
+          head: InputHead, *, locked: bool) -> tuple[StageOutput, StageSink]:
+    """The stage's work and its outcome, in the caller's transaction. `head`: what the
+    claim read of the stage's input. `locked`: the job row has been locked by this
+    transaction since the claim (else ownership is checked before anything is recorded)."""
     job_id = job["id"]
     is_last = job["stages"][-1]["name"] == stage_name
     if is_last:  # the stored rows and the job's success: never lost once said
         db.durable_commit(conn)
-    source = StageInput(conn, job_id, jobs.input_name(job, stage_name))
+    source = StageInput(conn, job_id, jobs.input_name(job, stage_name), head)
     # The last stage's output goes nowhere: it has no next stage to read it.
     sink = StageSink(conn, job_id, stage_name, keep_records=not is_last, replace=attempt > 1)
     output = step(conn, job, source, sink)

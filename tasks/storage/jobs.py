@@ -129,7 +129,7 @@ def _seconds_since(stamp: str | None, now: datetime) -> float:
 
 def claim_stage(
     conn: Connection, job_id: str, stage_name: str, claimant: str, stale_seconds: float,
-    *, write: bool = True, redelivered: bool = False,
+    *, write: bool = True, redelivered: bool = False, locked: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Lock the job and take the stage for `claimant` (a task id); None when it must not run.
     With `write` False the claim is only made on the returned job (the caller writes it
@@ -141,8 +141,11 @@ def claim_stage(
     holder's heartbeat is older than `stale_seconds`. Each claim bumps `attempt`, so a
     superseded holder cannot commit its output (see `owns_stage`). A `redelivered`
     message (its worker died) also bumps `restarts`.
+
+    `locked`: the job row, already read and locked by this transaction as `get` with
+    `for_update` does (tasks/chunks.py reads it with the stage's first input chunk).
     """
-    job = get(conn, job_id, for_update=True)
+    job = locked if locked is not None else get(conn, job_id, for_update=True)
     if job is None or job["status"] in FINISHED:
         return None
     stage = _stage(job, stage_name)

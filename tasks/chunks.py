@@ -21,16 +21,17 @@ from tasks.stage import StageOutput
 from tasks.storage import payloads, quarantine
 from tasks.storage.schema import jobs_table, payloads_table
 
-_table = payloads_table.c
-_IN_PAYLOAD = (_table.job_id == bindparam("job_id"), _table.name == bindparam("name"))
+_payload = payloads_table.c
+_IN_PAYLOAD = (_payload.job_id == bindparam("job_id"), _payload.name == bindparam("name"))
 # Built once (see tasks/storage/jobs.py): the chunk after `after`, the first chunk with
 # the number of chunks, and every chunk's record count.
-_NEXT_CHUNK = (select(_table.seq, _table.body)
-               .where(*_IN_PAYLOAD, _table.seq > bindparam("after"))
-               .order_by(_table.seq).limit(1))
-_FIRST_CHUNK = (select(_table.seq, _table.body, func.count().over())
-                .where(*_IN_PAYLOAD).order_by(_table.seq).limit(1))
-_CHUNK_SIZES = select(_table.seq, _table.record_count).where(*_IN_PAYLOAD).order_by(_table.seq)
+_NEXT_CHUNK = (select(_payload.seq, _payload.body)
+               .where(*_IN_PAYLOAD, _payload.seq > bindparam("after"))
+               .order_by(_payload.seq).limit(1))
+_FIRST_CHUNK = (select(_payload.seq, _payload.body, func.count().over())
+                .where(*_IN_PAYLOAD).order_by(_payload.seq).limit(1))
+_CHUNK_SIZES = (select(_payload.seq, _payload.record_count)
+                .where(*_IN_PAYLOAD).order_by(_payload.seq))
 
 
 # A first chunk that takes more than this (stored, so compressed) is left out of
@@ -43,6 +44,7 @@ HEAD_BODY_BYTES = 16 * 1024
 class InputHead(NamedTuple):
     """What `lock_job_with_input` read of a stage's input."""
 
+    name: str | None  # the payload read (None: no chunk seen)
     seq: int | None  # its first chunk (None: no chunk seen)
     body: str | None  # that chunk's text, when small
     record_count: int | None  # that chunk's records
@@ -54,23 +56,24 @@ class InputHead(NamedTuple):
 # of the stage before it in the job's list, or the raw batch (as jobs.input_name says).
 _LOCK_WITH_HEAD = text(f"""
 SELECT {", ".join(f"j.{c.name}" for c in jobs_table.c)},
-       head.seq, head.record_count, head.chunks,
+       head.name, head.seq, head.record_count, head.chunks,
        CASE WHEN pg_column_size(head.body) <= :small THEN head.body END
 FROM {jobs_table.name} j
 LEFT JOIN LATERAL (
-    SELECT p.seq, p.record_count, p.body, count(*) OVER () AS chunks
+    SELECT p.name, p.seq, p.record_count, p.body, count(*) OVER () AS chunks
     FROM {payloads_table.name} p
     WHERE p.job_id = j.id AND p.name = (
         SELECT before FROM (
             SELECT s.stage ->> 'name' AS name,
-                   lag(s.stage ->> 'name', 1, 'raw') OVER (ORDER BY s.n) AS before
+                   lag(s.stage ->> 'name', 1, :raw) OVER (ORDER BY s.n) AS before
             FROM jsonb_array_elements(j.stages) WITH ORDINALITY AS s(stage, n)) named
         WHERE name = :stage)
     ORDER BY p.seq LIMIT 1) head ON true
 WHERE j.id = :job_id
 FOR NO KEY UPDATE OF j
-""").columns(*jobs_table.c, column("head_seq", Integer), column("head_records", Integer),
-             column("head_chunks", BigInteger), column("head_body", Text))
+""").columns(*jobs_table.c, column("head_name", Text), column("head_seq", Integer),
+             column("head_records", Integer), column("head_chunks", BigInteger),
+             column("head_body", Text))
 # (Every name in it comes from the declarations, none from input.)
 
 
@@ -79,13 +82,14 @@ def lock_job_with_input(conn: Connection, job_id: str,
     """The job row locked for `stage_name`'s claim (see jobs.claim_stage's `locked`), and
     the head of that stage's input for its StageInput."""
     row = conn.execute(_LOCK_WITH_HEAD, {"job_id": job_id, "stage": stage_name,
+                                         "raw": payloads.RAW,
                                          "small": HEAD_BODY_BYTES}).first()
     if row is None:
-        return None, InputHead(None, None, None, 0)
+        return None, InputHead(None, None, None, None, 0)
     width = len(jobs_table.c)
     job = dict(zip(jobs_table.c.keys(), row[:width], strict=True))
-    seq, record_count, chunks, body = row[width:]
-    return job, InputHead(seq, body, record_count, chunks or 0)
+    name, seq, record_count, chunks, body = row[width:]
+    return job, InputHead(name, seq, body, record_count, chunks or 0)
 
 
 class StageInput:
@@ -110,7 +114,10 @@ class StageInput:
         # must have waited for the job row while the stage before wrote its output, and
         # the input was read as it was before that commit. (What it did see is final: a
         # stage's output is committed with its success, at once.)
-        self._head = head if head is not None and head.seq is not None else None
+        # (A head of another payload is never taken: the claim's SQL and jobs.input_name
+        # must agree on which payload a stage reads.)
+        self._head = head if head is not None and head.seq is not None and \
+            head.name == name else None
         if self._head is not None and self._head.body is not None:
             self._first = (self._head.seq, self._head.body)
             self._chunk_count = self._head.chunks

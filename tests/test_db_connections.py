@@ -20,7 +20,7 @@ def job_id(engine):  # type: ignore[no-untyped-def]
     close_job(engine, job)
 
 
-def _kill_the_pooled_connection(engine) -> None:  # type: ignore[no-untyped-def]
+def _kill_the_pooled_connection() -> None:
     """Leave one connection in the pool job reads use (the autocommit one) and end its
     server process behind its back."""
     engine = db.autocommit_engine()
@@ -60,7 +60,7 @@ def test_one_statement_reads_have_an_autocommit_pool_of_their_own(engine):  # ty
 
 def test_a_connection_idle_for_a_while_is_pinged_and_replaced(client, engine, job_id,
                                                               monkeypatch):
-    _kill_the_pooled_connection(engine)
+    _kill_the_pooled_connection()
     monkeypatch.setattr(db, "PING_IDLE_SECONDS", 0.0)  # idle long enough, however quick
     response = client.get(f"/api/v1/jobs/{job_id}")
     assert response.status_code == 200, response.get_json()
@@ -69,7 +69,7 @@ def test_a_connection_idle_for_a_while_is_pinged_and_replaced(client, engine, jo
 def test_a_dead_connection_met_at_once_is_a_503_then_the_pool_recovers(client, engine,
                                                                         job_id, monkeypatch):
     monkeypatch.setattr(db, "PING_IDLE_SECONDS", 600.0)  # used again soon enough, however slow
-    _kill_the_pooled_connection(engine)
+    _kill_the_pooled_connection()
     response = client.get(f"/api/v1/jobs/{job_id}")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"

@@ -8,11 +8,12 @@ import time
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from tasks.runner import run_stage
 from tasks.storage import jobs
 from tasks.storage.tasks import store_step
-from tests.helpers import stored_job
+from tests.helpers import close_job, stored_job
 from webapp.views import jobs as jobs_view
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
@@ -45,12 +46,19 @@ def _notices(listener) -> list[str]:  # type: ignore[no-untyped-def]
     return payloads
 
 
-def test_the_database_announces_a_job_finishing_once_whatever_finishes_it(engine):
+def test_the_database_announces_a_job_finishing_whatever_finishes_it(engine):
     job_id = stored_job(engine, [{"campaign_id": "poll-2"}], ["store"])
+    other_id = stored_job(engine, [{"campaign_id": "poll-3"}], ["store"])
     raw = engine.raw_connection()
     raw.detach()  # its own connection: a LISTEN must not go back to the pool
     listener = raw.dbapi_connection
     listener.autocommit = True
+
+    def set_status(status: str, job: str) -> None:  # as any code path might
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE pipeline_jobs SET status = :s WHERE id = :j"),
+                         {"s": status, "j": job})
+
     try:
         with listener.cursor() as cursor:
             cursor.execute(f"LISTEN {jobs.JOB_DONE_CHANNEL}")  # a constant name
@@ -61,7 +69,11 @@ def test_the_database_announces_a_job_finishing_once_whatever_finishes_it(engine
         assert _notices(listener) == []
         with engine.begin() as conn:
             jobs.fail(conn, job_id, "store", "broken", "a test failure")
-            jobs.fail(conn, job_id, "store", "broken", "failed twice")  # already finished
         assert _notices(listener) == [job_id]
+        set_status("failed", job_id)  # already failed: no new finish
+        assert _notices(listener) == []
+        set_status("succeeded", other_id)  # straight from queued, by a plain UPDATE
+        assert _notices(listener) == [other_id]
     finally:
         listener.close()
+        close_job(engine, other_id)

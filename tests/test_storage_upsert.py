@@ -157,5 +157,5 @@ def test_statements_are_composed_once_per_declaration(engine):
         again = _statements(redeclared, cursor)
         assert _statements(CAMPAIGN_PERFORMANCE, cursor) is not first  # replaced in the cache
     assert again is not first
-    assert 'ON CONFLICT ("campaign_id")' in again.merge[True]
-    assert 'ON CONFLICT ("campaign_id")' not in first.merge[True]
+    assert 'ON CONFLICT ("campaign_id")' in again.merge_updating
+    assert 'ON CONFLICT ("campaign_id")' not in first.merge_updating

@@ -1,10 +1,11 @@
 """Long polling without polling: PostgreSQL tells the API when a job finishes.
 
-Workers send `NOTIFY pipeline_job_done, '<job id>'` in the transaction that finishes or
-fails a job (tasks/storage/jobs.py), so the notice arrives exactly when the new status
-is visible. Each API process keeps one listening connection in a thread and wakes the
-requests waiting on that job. A missed notice (a reconnect) costs at most the re-check
-interval, never a wrong answer: waiters always re-read the job row.
+A trigger on the job row's status (migration 0006) sends `NOTIFY pipeline_job_done,
+'<job id>'` in the statement that finishes or fails a job, whichever code path runs it,
+so the notice arrives exactly when the new status is visible. Each API process keeps
+one listening connection in a thread and wakes the requests waiting on that job. A
+missed notice (a reconnect) costs at most the re-check interval, never a wrong answer:
+waiters always re-read the job row.
 """
 
 from __future__ import annotations

@@ -83,8 +83,8 @@ class _Statements:
     """A data type's upsert statements as SQL text, composed once per declaration: for
     a store of a few records, composing them on every call cost more than running them."""
 
-    columns: list[str]
-    json_columns: list[int]  # positions in a COPY row (after _seq) of the JSON columns
+    columns: tuple[str, ...]
+    json_columns: tuple[int, ...]  # positions in a COPY row (after _seq) of JSON columns
     staging: str
     create_staging: str
     truncate_staging: str
@@ -92,7 +92,8 @@ class _Statements:
     # Stages a stored chunk; returns the rows staged, the months they fall in and the
     # table's partitions (NULLs for a table without dates or partitions).
     stage_stored: str
-    merge: dict[bool, str]  # by update_existing
+    merge_updating: str  # update_existing True
+    merge_keeping: str  # update_existing False
 
 
 def _compose(data_type: DataType, context: Any) -> _Statements:
@@ -107,8 +108,8 @@ def _compose(data_type: DataType, context: Any) -> _Statements:
         return statement.as_string(context)
 
     return _Statements(
-        columns=columns,
-        json_columns=[i + 1 for i, c in enumerate(columns) if kinds[c] == JSON],
+        columns=tuple(columns),
+        json_columns=tuple(i + 1 for i, c in enumerate(columns) if kinds[c] == JSON),
         staging=staging,
         create_staging=text(sql.SQL(
             "CREATE TEMP TABLE IF NOT EXISTS {} (_seq bigint, {}) ON COMMIT DELETE ROWS"
@@ -119,8 +120,8 @@ def _compose(data_type: DataType, context: Any) -> _Statements:
         copy=text(sql.SQL("COPY {} (_seq, {}) FROM STDIN WITH (FORMAT csv)").format(
             temp, col_list)),
         stage_stored=text(_stage_stored_statement(data_type, columns, temp)),
-        merge={update: text(_merge_statement(data_type, columns, temp, update))
-               for update in (True, False)},
+        merge_updating=text(_merge_statement(data_type, columns, temp, True)),
+        merge_keeping=text(_merge_statement(data_type, columns, temp, False)),
     )
 
 
@@ -243,7 +244,7 @@ def _merge_statement(data_type: DataType, columns: Sequence[str], temp: sql.Iden
 
 def _merge(cursor: Any, statements: _Statements, *, job_id: str, update_existing: bool,
            accepted_at: datetime | None, staged: int) -> dict[str, int]:
-    cursor.execute(statements.merge[update_existing],
+    cursor.execute(statements.merge_updating if update_existing else statements.merge_keeping,
                    {"job_id": job_id, "accepted_at": accepted_at})
     inserted, updated, distinct = cursor.fetchone()
     return {

@@ -118,9 +118,9 @@ def run_stage(
     try:
         with engine.begin() as conn:
             locked, head = lock_job_with_input(conn, job_id, stage_name)
-            job = locked and jobs.claim_stage(conn, job_id, stage_name, claimant,
-                                              stale_seconds, write=False,
-                                              redelivered=redelivered, locked=locked)
+            job = None if locked is None else jobs.claim_stage(
+                conn, job_id, stage_name, claimant, stale_seconds, write=False,
+                redelivered=redelivered, locked=locked)
             if job is None:
                 log.info("job %s: stage %s skipped (done, finished or held by another task)",
                          job_id, stage_name)

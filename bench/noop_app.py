@@ -6,14 +6,10 @@ import os
 
 from celery import Celery
 
-
-def _backend(broker: str) -> str:
-    # The redis result backend spells a Unix socket as socket:// (the broker: redis+socket://).
-    return broker.replace("redis+socket://", "socket://", 1)
-
-
+# The broker's URL serves as the result backend's too: Celery reads redis+socket:// as the
+# redis backend on a Unix socket (a bare socket:// names no backend).
 broker_url = os.environ["CELERY_BROKER_URL"]
-app = Celery("noop", broker=broker_url, backend=_backend(broker_url))
+app = Celery("noop", broker=broker_url, backend=broker_url)
 app.conf.update(
     broker_read_url=broker_url, broker_write_url=broker_url,
     task_serializer="json", accept_content=["json"], result_serializer="json",

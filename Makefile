@@ -57,7 +57,7 @@ reset: $(STAMP)
 ## Benchmarks (about an hour: 1 GB files, 1M rows; bench/RESULTS.md has the figures); installs dlt
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-bench.txt
-	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+	status=0; for b in bench/bench_*.py; do $(PY) $$b || status=1; done; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

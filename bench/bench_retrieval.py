@@ -49,6 +49,7 @@ DATABASE = "pipeline_bench"
 ACCOUNTS = 50
 CAMPAIGNS_PER_ACCOUNT = 137
 FIRST_DAY = date(2023, 1, 1)
+MIN_DAYS = 62
 TARGETS_MS = {"page": 20.0, "deep keyset page": 20.0, "month aggregation": 200.0}
 COPY_COLUMNS = ("source", "account_id", "campaign_id", "campaign_name", "date", "currency",
                 "spend", "impressions", "clicks", "conversions", "conversion_value",
@@ -304,6 +305,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--reload", action="store_true", help="make the rows again")
     args = parser.parse_args()
+    # The scenarios pick months and positions at least 30 days from either end.
+    least = MIN_DAYS * ACCOUNTS * CAMPAIGNS_PER_ACCOUNT
+    if args.rows < least:
+        parser.error(f"--rows must be at least {least:,} ({MIN_DAYS} days of "
+                     f"{ACCOUNTS * CAMPAIGNS_PER_ACCOUNT:,} campaigns)")
     url, stop = server_url()
     try:
         engine = bench_engine(url)

@@ -39,6 +39,9 @@ def one_job(base: str, batch: list[dict]) -> float:
 
 
 def main() -> None:
+    if RECORDS < 3 * max(BATCHES):  # one job alone is timed on 3 batches of new keys
+        raise SystemExit(f"BENCH_SCALE_RECORDS must be at least 3 of the largest batch "
+                         f"({3 * max(BATCHES):,})")
     rows = campaign_rows(RECORDS)
     print(f"# scale · {RECORDS:,} campaign_performance rows per cell · {machine()}")
     print("| workers | batch | raw COPY + merge | ours end to end | ours / raw "

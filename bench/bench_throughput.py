@@ -19,6 +19,7 @@ import io
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote, urlencode
 
 import orjson
 import psycopg2
@@ -123,9 +124,11 @@ def dlt_merge(database_url: str, batches: list[list[dict]],
     except ImportError:
         return None
     params = psycopg_params(database_url)
-    credentials = (f"postgresql://{params['user']}:{params.get('password', '')}@"
-                   f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/"
-                   f"{params['dbname']}")
+    # Host and port as query parameters, which libpq prefers to the address: the host may
+    # be a Unix socket's directory (the embedded servers), which a URL's address cannot hold.
+    where = urlencode({"host": params.get("host", "localhost"), "port": params.get("port", 5432)})
+    credentials = (f"postgresql://{quote(params['user'])}:{quote(params.get('password', ''))}"
+                   f"@localhost/{quote(params['dbname'])}?{where}")
     dataset = "dlt_bench_indexed" if same_indexes else "dlt_bench"
     pipeline = dlt.pipeline(pipeline_name=f"bench_{dataset}",
                             destination=dlt.destinations.postgres(credentials),

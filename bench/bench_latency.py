@@ -7,22 +7,27 @@ Side by side in one run, on the same broker:
         then the same over one kept-alive connection (as requests.Session does), and with
         task events on, as while Flower watches the workers
 
-Each line also gives the CPU time the whole machine spent per job (every process: the
-client, the API, the workers, PostgreSQL, Redis), which moves far less than wall time on
-a shared machine.
+Both stacks run for the whole run and the four ways take turns, BENCH_ROUNDS blocks each,
+so that a shared machine slowing down or speeding up during the run weighs on all of
+them alike. Each line also gives the CPU time the whole machine spent per job (every
+process: the client, the API, the workers, PostgreSQL, Redis), which moves far less
+than wall time on a shared machine.
 
-    BENCH_JOBS=200 python bench/bench_latency.py
+    BENCH_JOBS=200 BENCH_ROUNDS=4 python bench/bench_latency.py
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from http.client import HTTPConnection
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,13 +36,18 @@ from celery import Celery, chain
 from harness import ROOT, http, machine, percentile, running_stack, servers, summary
 
 JOBS = int(os.environ.get("BENCH_JOBS", "200"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "4"))
 WARMUP = 10
 
 
 class Timings(list[float]):
     """Seconds per job, and the machine's busy CPU seconds per job while they ran."""
 
-    cpu_per_job = 0.0
+    busy = 0.0
+
+    @property
+    def cpu_per_job(self) -> float:
+        return self.busy / len(self)
 
 
 def busy_seconds() -> float:
@@ -47,21 +57,45 @@ def busy_seconds() -> float:
     return (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / os.sysconf("SC_CLK_TCK")
 
 
-def timed(run: Callable[[int], None]) -> Timings:
-    """`run(n)` for the warm-up jobs, then for JOBS jobs, each timed."""
-    for n in range(WARMUP):
-        run(n)
-    timings = Timings()
-    busy = busy_seconds()
-    for n in range(WARMUP, WARMUP + JOBS):
-        started = time.perf_counter()
-        run(n)
-        timings.append(time.perf_counter() - started)
-    timings.cpu_per_job = (busy_seconds() - busy) / JOBS
+@dataclass
+class Way:
+    """One way of running a job: `run(n)` runs job number n; `events`: task events on."""
+
+    name: str
+    run: Callable[[int], None]
+    events: bool = False
+
+
+def take_turns(ways: list[Way], set_events: Callable[[bool], None]) -> dict[str, Timings]:
+    """WARMUP jobs of each way, then JOBS timed jobs of each in ROUNDS blocks, the ways
+    taking turns."""
+    timings = {way.name: Timings() for way in ways}
+    done = dict.fromkeys(timings, 0)
+    events = False
+    for round_ in range(-1, ROUNDS):  # round -1: the warm-up
+        for way in ways:
+            if way.events != events:
+                set_events(way.events)
+                events = way.events
+            count = WARMUP if round_ < 0 else JOBS // ROUNDS + (round_ < JOBS % ROUNDS)
+            block: list[float] = []
+            busy = busy_seconds()
+            for n in range(done[way.name], done[way.name] + count):
+                started = time.perf_counter()
+                way.run(n)
+                block.append(time.perf_counter() - started)
+            done[way.name] += count
+            if round_ >= 0:
+                timings[way.name] += block
+                timings[way.name].busy += busy_seconds() - busy
+    if events:
+        set_events(False)
     return timings
 
 
-def raw_chain(env: dict[str, str]) -> Timings:
+@contextmanager
+def raw_chain(env: dict[str, str]) -> Iterator[Callable[[int], None]]:
+    """A worker of the no-op app; yields how to run one 4-task chain and wait for it."""
     os.environ["CELERY_BROKER_URL"] = env["CELERY_BROKER_URL"]
     sys.path.insert(0, str(ROOT / "bench"))
     import noop_app
@@ -74,8 +108,8 @@ def raw_chain(env: dict[str, str]) -> Timings:
     )
     try:
         noop_app.step.delay(0).get(timeout=60)  # the worker is up
-        return timed(lambda n: chain(*(noop_app.step.si(i) for i in range(4)))
-                     .apply_async().get(timeout=30))
+        yield lambda n: chain(*(noop_app.step.si(i) for i in range(4))).apply_async().get(
+            timeout=30)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)
@@ -85,11 +119,14 @@ Request = Callable[[str, str, Any], tuple[int, dict[str, Any]]]
 
 
 def kept_alive(base: str) -> Request:
-    """Requests over one persistent HTTP/1.1 connection."""
+    """Requests over one persistent HTTP/1.1 connection, opened again when the server
+    has closed it (idle past its keep-alive while the other ways ran), as urllib3 does."""
     address = urlsplit(base)
     connection = HTTPConnection(address.hostname, address.port, timeout=60)
 
     def request(method: str, url: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+        if connection.sock is not None and select.select([connection.sock], [], [], 0)[0]:
+            connection.close()  # readable while idle: the server's end of the stream
         parts = urlsplit(url)
         path = f"{parts.path}?{parts.query}" if parts.query else parts.path
         connection.request(method, path, body=json.dumps(body) if body is not None else None,
@@ -100,7 +137,9 @@ def kept_alive(base: str) -> Request:
     return request
 
 
-def ours(base: str, tag: str, request: Request = http) -> Timings:
+def ours(base: str, tag: str, request: Request = http) -> Callable[[int], None]:
+    """How to run our job number n: the POST, then the long poll until it has succeeded."""
+
     def one_job(n: int) -> None:
         body = {"source": "generic", "data_type": "campaign_performance", "data": {"records": [
             {"campaign_id": f"lat-{tag}-{n}", "spend": "12.5", "impressions": 1000,
@@ -110,7 +149,7 @@ def ours(base: str, tag: str, request: Request = http) -> Timings:
         _, job = request("GET", f"{base}/api/v1/jobs/{accepted['job_id']}?wait=10", None)
         assert job["status"] == "succeeded", job
 
-    return timed(one_job)
+    return one_job
 
 
 def task_events(broker_url: str, on: bool) -> None:
@@ -121,15 +160,15 @@ def task_events(broker_url: str, on: bool) -> None:
 
 
 def main() -> None:
-    print(f"latency · {JOBS} one-record jobs · {machine()}")
-    with servers() as env:
-        raw = raw_chain(env)
-        with running_stack(env, workers=2) as base:
-            our = ours(base, "new")
-            alive = ours(base, "alive", kept_alive(base))
-            task_events(env["CELERY_BROKER_URL"], on=True)
-            watched = ours(base, "watched")
-            task_events(env["CELERY_BROKER_URL"], on=False)
+    print(f"latency · {JOBS} one-record jobs per way, in {ROUNDS} rounds · {machine()}")
+    with servers() as env, raw_chain(env) as raw, running_stack(env, workers=2) as base:
+        timings = take_turns([
+            Way("raw", raw),
+            Way("ours", ours(base, "new")),
+            Way("alive", ours(base, "alive", kept_alive(base))),
+            Way("watched", ours(base, "watched"), events=True),
+        ], lambda on: task_events(env["CELERY_BROKER_URL"], on))
+    raw, our, alive, watched = (timings[name] for name in ("raw", "ours", "alive", "watched"))
     raw_p50 = percentile(raw, 50)
     print(f"  raw 4-task no-op chain     {summary(raw)}{cpu(raw)}")
     print(f"  ours, POST → succeeded     {summary(our)}{cpu(our)}")

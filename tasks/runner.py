@@ -156,11 +156,21 @@ def run_stage(
                     job_id, stage_name, attempt)
         return {"job_id": job_id, "stage": stage_name, "superseded": True}
     except StageFailure as failure:
-        log.warning("job %s: stage %s failed: %s", job_id, stage_name, failure.message)
         with engine.begin() as conn:
-            quarantine.save(conn, job_id, stage_name, failure.rejected)
-            jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
-                      failure.details, failure.result)
+            # Two deliveries of a stage can both fail on the same batch: only the first
+            # failure is recorded, so that its refused records are quarantined once.
+            current = jobs.get(conn, job_id, for_update=True)
+            recorded = jobs.may_record_failure(current, stage_name, attempt, claimed=not short)
+            if recorded:
+                quarantine.save(conn, job_id, stage_name, failure.rejected)
+                jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
+                          failure.details, failure.result)
+        if not recorded:
+            log.warning("job %s: stage %s attempt %d failed (%s) after another task had "
+                        "recorded the stage's outcome or taken it over; not recorded",
+                        job_id, stage_name, attempt, failure.code)
+            return {"job_id": job_id, "stage": stage_name, "superseded": True}
+        log.warning("job %s: stage %s failed: %s", job_id, stage_name, failure.message)
         _count_failure(engine, job, stage_name, started)
         return {"job_id": job_id, "stage": stage_name, "failed": failure.code}
     if output.failure is not None:

@@ -1,7 +1,7 @@
 """A stage's claim reads the job row locked and the head of its input in one round trip
 (`lock_job_with_input`); what it reads is what `jobs.get` and a fresh read would give,
 and a claim that waited for the stage before it to commit still finds that stage's
-output."""
+output. Two claims of one stage at once record one outcome."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from sqlalchemy.exc import OperationalError
 
 from tasks.chunks import HEAD_BODY_BYTES, StageInput, lock_job_with_input
 from tasks.runner import run_stage
+from tasks.stage import StageFailure
 from tasks.storage import jobs, payloads
+from tasks.storage.quarantine import Rejected
 from tasks.validation.tasks import validate_step
 from tests.helpers import close_job, stored_job
 
@@ -106,3 +108,40 @@ def test_a_claim_that_waited_for_the_stage_before_it_still_reads_that_stages_out
     assert job is not None
     assert job["stages"][1]["records_in"] == 4
     close_job(engine, job_id)
+
+
+def test_two_deliveries_failing_on_the_same_batch_quarantine_its_records_once(engine):
+    """A delivery takes the stage over from one presumed dead (here: at once) and both
+    fail on the same batch: the failure of the one that had been taken over is not
+    recorded, so the refused record is quarantined once."""
+    job_id = stored_job(engine, _rows(1), ["store"])
+    first_running, first_may_fail = threading.Event(), threading.Event()
+
+    def refusing_step(conn, job, source, sink):  # type: ignore[no-untyped-def]
+        records = [record for _, chunk in source.chunks() for record in chunk]
+        if not first_running.is_set():
+            first_running.set()
+            assert first_may_fail.wait(30)
+        raise StageFailure("invalid_dates", "no date is valid", rejected=[
+            Rejected(0, records[0], [{"rule": "date", "message": "not a date"}])])
+
+    outcomes: list[dict[str, Any]] = []
+    # Redelivered: its claim is committed first, as a stage's that spans chunks is.
+    first = threading.Thread(target=lambda: outcomes.append(run_stage(
+        job_id, "store", refusing_step, claimant="first", redelivered=True)))
+    first.start()
+    assert first_running.wait(30)
+    outcomes.append(run_stage(job_id, "store", refusing_step, claimant="second",
+                              stale_seconds=0.0))
+    first_may_fail.set()
+    first.join(30)
+    assert [sorted(outcome) for outcome in outcomes] == [
+        ["failed", "job_id", "stage"], ["job_id", "stage", "superseded"]], outcomes
+    with engine.connect() as conn:
+        job = jobs.get(conn, job_id)
+        quarantined = conn.execute(text(
+            "SELECT count(*) FROM pipeline_rejected WHERE job_id = :j"), {"j": job_id}
+        ).scalar_one()
+    assert job is not None and job["status"] == jobs.FAILED
+    assert job["error"]["code"] == "invalid_dates"
+    assert quarantined == 1

@@ -194,6 +194,21 @@ def owns_stage(job: dict[str, Any] | None, stage_name: str, attempt: int) -> boo
     return stage["status"] == RUNNING and stage.get("attempt") == attempt
 
 
+def may_record_failure(job: dict[str, Any] | None, stage_name: str, attempt: int,
+                       *, claimed: bool) -> bool:
+    """Whether an attempt whose work failed may still record the failure (and quarantine
+    what it refused): not once the job has finished or the stage has succeeded, nor once
+    another task has claimed the stage after it. `claimed`: this attempt's claim was
+    committed before the work (else it was rolled back with it, and the stage shows the
+    attempt before this one)."""
+    if claimed:
+        return owns_stage(job, stage_name, attempt)
+    if job is None or job["status"] in FINISHED:
+        return False
+    stage = _stage(job, stage_name)
+    return stage["status"] != SUCCEEDED and stage.get("attempt", 0) < attempt
+
+
 def stage_attempt(job: dict[str, Any], stage_name: str) -> int:
     return int(_stage(job, stage_name).get("attempt", 0))
 

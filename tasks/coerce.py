@@ -30,6 +30,37 @@ class CoercionError(ValueError):
     """A value that cannot become the column's type; the message says what was expected."""
 
 
+class OutOfRange(CoercionError):
+    """A number of the right kind, too big or too small to be stored."""
+
+
+# Past these a number is a mistake, not a marketing figure, and it would overflow the
+# stages' decimal arithmetic, PostgreSQL's bigint and numeric columns or the JSON encoder.
+DECIMAL_EXPONENT_LIMIT = 100  # a number's leading digit lies between 1e-100 and 1e100
+INTEGER_MIN, INTEGER_MAX = -(2**63), 2**63 - 1
+
+
+def in_decimal_range(number: Decimal) -> bool:
+    """A finite Decimal whose leading digit is within DECIMAL_EXPONENT_LIMIT (for a zero:
+    its exponent, as 0E-999999 would not fit a numeric column)."""
+    return -DECIMAL_EXPONENT_LIMIT <= number.adjusted() <= DECIMAL_EXPONENT_LIMIT
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def _decimal_in_range(number: Decimal, value: Any) -> Decimal:
+    if not number.is_finite():
+        raise CoercionError("expected a finite number")
+    if not in_decimal_range(number):
+        limit = DECIMAL_EXPONENT_LIMIT
+        raise OutOfRange(f"number out of range: {_shown(value)} (between 1e-{limit} and "
+                         f"1e{limit} in magnitude)")
+    return number
+
+
 def to_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -51,15 +82,13 @@ def to_decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool):
         raise CoercionError("expected a number, got a boolean")
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise CoercionError("expected a finite number")
-        return value
+        return _decimal_in_range(value, value)
     if isinstance(value, int):
-        return Decimal(value)
+        return _decimal_in_range(Decimal(value), value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise CoercionError("expected a finite number")
-        return Decimal(repr(value))
+        return _decimal_in_range(Decimal(repr(value)), value)
     if isinstance(value, str):
         text = value.strip()
         if not text:
@@ -67,10 +96,8 @@ def to_decimal(value: Any) -> Decimal | None:
         try:
             number = Decimal(text)
         except InvalidOperation:
-            raise CoercionError(f"expected a number, got {value!r}") from None
-        if not number.is_finite():
-            raise CoercionError("expected a finite number")
-        return number
+            raise CoercionError(f"expected a number, got {_shown(value)}") from None
+        return _decimal_in_range(number, value)
     raise CoercionError(f"expected a number, got {type(value).__name__}")
 
 
@@ -80,14 +107,19 @@ def to_integer(value: Any) -> int | None:
     if isinstance(value, bool):
         raise CoercionError("expected an integer, got a boolean")
     if isinstance(value, int):
-        return value
-    number = to_decimal(value)
-    if number is None:
-        return None
-    # Integer metrics can arrive as "15.0" (GA4) or 15.0; a fraction is an error, not a rounding.
-    if number != number.to_integral_value():
-        raise CoercionError(f"expected an integer, got {value!r}")
-    return int(number)
+        integer = value
+    else:
+        number = to_decimal(value)
+        if number is None:
+            return None
+        # Integer metrics can arrive as "15.0" (GA4) or 15.0; a fraction is an error, not
+        # a rounding.
+        if number != number.to_integral_value():
+            raise CoercionError(f"expected an integer, got {_shown(value)}")
+        integer = int(number)
+    if not INTEGER_MIN <= integer <= INTEGER_MAX:
+        raise OutOfRange(f"integer out of range: {_shown(value)} (at most 64 bits)")
+    return integer
 
 
 def to_date(value: Any) -> date | None:

@@ -25,9 +25,12 @@ from typing import Any
 
 from tasks import progress
 from tasks.coerce import (
+    INTEGER_MAX,
+    INTEGER_MIN,
     CoercionError,
     FieldError,
     coerce_record,
+    in_decimal_range,
     to_boolean,
     to_date,
     to_datetime,
@@ -59,12 +62,17 @@ _TEMPLATES: dict[str, str] = {
         "if type({v}) is str: {v} = {v}.strip() or None\n"
         "elif {v} is not None: {v} = to_text({v})\n"
     ),
-    INTEGER: "if type({v}) is not int and {v} is not None: {v} = to_integer({v})\n",
+    INTEGER: (
+        "if {v} is not None and (type({v}) is not int or not INT_MIN <= {v} <= INT_MAX):\n"
+        "    {v} = to_integer({v})\n"
+    ),
     DECIMAL: (
         "if type({v}) is str:\n"
         "    {v} = Decimal({v})\n"  # trims whitespace itself; '' or junk raise
-        "    if not {v}.is_finite(): raise _Slow\n"
-        "elif type({v}) is int: {v} = Decimal({v})\n"
+        "    if not ({v}.is_finite() and in_range({v})): raise _Slow\n"
+        "elif type({v}) is int:\n"
+        "    {v} = Decimal({v})\n"
+        "    if not in_range({v}): raise _Slow\n"
         "elif {v} is not None: {v} = to_decimal({v})\n"
     ),
     DATE: (
@@ -85,6 +93,9 @@ _NAMESPACE: dict[str, Any] = {
     "to_text": to_text,
     "to_integer": to_integer,
     "to_decimal": to_decimal,
+    "in_range": in_decimal_range,
+    "INT_MIN": INTEGER_MIN,
+    "INT_MAX": INTEGER_MAX,
     "to_date": to_date,
     "to_datetime": to_datetime,
     "to_boolean": to_boolean,

@@ -30,7 +30,15 @@ from typing import Any
 
 import orjson
 
-from tasks.coerce import CONVERTERS, CoercionError, FieldError, coerce_record
+from tasks.coerce import (
+    CONVERTERS,
+    INTEGER_MAX,
+    INTEGER_MIN,
+    CoercionError,
+    FieldError,
+    coerce_record,
+    in_decimal_range,
+)
 from tasks.datatypes import (
     BOOLEAN,
     DATE,
@@ -191,7 +199,8 @@ class Program:
         self.namespace: dict[str, Any] = {
             "SLOW": _Slow, "SLOW_ERRORS": SLOW_ERRORS, "DEC": Decimal,
             "TXT": helpers.as_text, "EMPTY": _EMPTY, "BLANK": _blank,
-            "NOERR": frozenset(),
+            "NOERR": frozenset(), "IN_RANGE": in_decimal_range,
+            "INT_MIN": INTEGER_MIN, "INT_MAX": INTEGER_MAX,
         }
         for kind, convert in CONVERTERS.items():
             self.namespace[f"CV_{kind}"] = convert
@@ -304,7 +313,8 @@ class Program:
             return [f"{var} = ({x}.strip() or None) if {x}.__class__ is str "
                     f"else str({x}) if {x}.__class__ is int else {ref}"]
         if kind == INTEGER:
-            return [f"{var} = {x} if {x}.__class__ is int else {ref}"]
+            return [f"{var} = {x} if {x}.__class__ is int and INT_MIN <= {x} <= INT_MAX "
+                    f"else {ref}"]
         if kind == BOOLEAN:
             return [f"{var} = {x} if {x}.__class__ is bool else {ref}"]
         if kind == DATE:
@@ -313,16 +323,22 @@ class Program:
         if kind == DECIMAL:
             # Decimal(" 1.5 ") == Decimal("1.5"), as the reference's strip-then-parse;
             # NaN and Infinity parse, but the reference refuses them: slow path.
+            # Out of range (coerce.in_decimal_range) goes the slow path too.
             return [
                 f"if {x}.__class__ is str:",
                 f"    {var} = DEC({x})",
-                f"    if not {var}.is_finite():",
+                f"    if not ({var}.is_finite() and IN_RANGE({var})):",
                 "        raise SLOW",
                 f"elif {x}.__class__ is int:",
-                f"    {var} = SMALL_DEC[{x}] if 0 <= {x} < {len(SMALL_DEC)} else DEC({x})",
+                f"    if 0 <= {x} < {len(SMALL_DEC)}:",
+                f"        {var} = SMALL_DEC[{x}]",
+                "    else:",
+                f"        {var} = DEC({x})",
+                f"        if not IN_RANGE({var}):",
+                "            raise SLOW",
                 f"elif {x}.__class__ is float:",
                 f"    {var} = DEC(repr({x}))",
-                f"    if not {var}.is_finite():",
+                f"    if not ({var}.is_finite() and IN_RANGE({var})):",
                 "        raise SLOW",
                 "else:",
                 f"    {var} = {ref}",

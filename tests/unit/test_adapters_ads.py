@@ -154,6 +154,20 @@ def test_meta_malformed_actions_are_refused_with_the_reason() -> None:
     ]
 
 
+def test_numbers_out_of_range_refuse_their_row_in_the_adapters() -> None:
+    """Where an overflow of the decimal arithmetic (Meta's sums, Google's micros) would
+    have failed the whole batch."""
+    meta = refusals({"records": [{"campaign_id": "1", "actions": [
+        {"action_type": "omni_purchase", "value": "9e999999"},
+        {"action_type": "omni_purchase", "value": "9e999999"}]}]},
+        "meta_ads", "campaign_performance")
+    assert len(meta) == 1 and "omni_purchase: number out of range: '9e999999'" in meta[0]
+    google = refusals({"results": [{"campaign": {"id": "1"}, "segments": {"date": "2025-01-01"},
+                                    "metrics": {"costMicros": "1e999999999"}}]},
+                      "google_ads", "campaign_performance")
+    assert len(google) == 1 and "out of range: '1e999999999'" in google[0]
+
+
 def test_meta_options_fill_account_and_currency() -> None:
     [record] = records({"records": [{"campaign_id": "1"}]}, "meta_ads", "campaign_performance",
                        {"account_id": "act_9", "currency": "GBP"})

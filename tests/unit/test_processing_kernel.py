@@ -25,6 +25,9 @@ VALUES = [
     0, 1, 7, -4, 2**70, 0.1, 100.0, 15.0, 1.5, float("nan"), float("inf"), True, False,
     Decimal("2.50"), Decimal("NaN"), date(2025, 1, 15), datetime(2025, 1, 15, 10, tzinfo=UTC),
     datetime(2025, 1, 15, 10), [1, 2], {"a": 1}, b"x",
+    # Out of range (coerce.OutOfRange): refused, never an overflow further on.
+    "1e101", "1e-101", "1e999999", "0e-999999", "99999999999999999999", 2**63, -(2**63) - 1,
+    2**63 - 1, 10**101, 1e200, Decimal("1e-200"),
 ]
 EXTRAS = [None, {}, {"note": "kept"}, {"clicks": "from extra"}, "not an object", [1]]
 

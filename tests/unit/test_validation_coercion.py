@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tasks.coerce import coerce_record
+from tasks.coerce import OutOfRange, coerce_record, to_decimal, to_integer
 from tasks.datatypes import CAMPAIGN_PERFORMANCE, CRM_DEALS, WEB_ANALYTICS, DataType
 from tasks.validation import program
 from tasks.validation.core import validate
@@ -30,12 +30,16 @@ STRINGS = [
     "2024-01-15 10:00", "2024-W03-1", " 2024-01-15", "2024-1-5", "2024-02-30", "true",
     "False", "yes", "0", "1", "t", "N", " USD ", "Campaign \u00e9", "\t", "1699999999999",
     "-12.5", "00012", "9" * 30, "1e-7",
+    # Out of range: too big or too small to store (coerce.OutOfRange).
+    "1e100", "1e101", "-1e101", "1e-100", "1e-101", "1e999999", "0e-999999",
+    "99999999999999999999", "9223372036854775807", "-9223372036854775809", "1e1000000",
 ]
 OTHERS = [
     0, 1, -5, 10**20, 2**63, True, False, 0.0, -0.0, 1.5, 100.1, 1e300, 15.0, 1e16,
     float("nan"), float("inf"), Decimal("1.50"), Decimal("NaN"), Decimal("-0"), None, [],
     {}, {"a": 1}, [1, 2], date(2024, 1, 1), datetime(2024, 1, 1, 10),
     datetime(2024, 1, 1, 10, tzinfo=UTC), 1700000000000,
+    2**63 - 1, -(2**63), -(2**63) - 1, 10**101, Decimal("1e-101"), Decimal("1e101"), 1e-200,
 ]
 POOL = STRINGS + OTHERS
 
@@ -165,3 +169,40 @@ def test_values_the_reference_crashes_on_are_type_errors() -> None:
     assert [(r.index, [reason["rule"] for reason in r.reasons]) for r in out.rejected] == [
         (0, ["type"]), (1, ["type"]), (2, ["type"])]
     assert out.rejected[0].reasons[0]["field"] == "created_at"
+
+
+@pytest.mark.parametrize("value", ["1e101", "-1e101", "1e-101", "1e999999", "0e-999999",
+                                   10**101, 1e200, Decimal("1e-200"), Decimal("1e101")])
+def test_a_number_beyond_1e100_either_way_is_out_of_range(value: Any) -> None:
+    with pytest.raises(OutOfRange, match="number out of range"):
+        to_decimal(value)
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, "99999999999999999999", "1e1000000",
+                                   "9" * 5000])
+def test_an_integer_beyond_64_bits_is_out_of_range(value: Any) -> None:
+    # "1e1000000" is refused before int() builds a million digits (seconds of CPU).
+    with pytest.raises(OutOfRange):
+        to_integer(value)
+
+
+def test_the_edges_of_the_ranges_are_in_range() -> None:
+    assert to_decimal("1e100") == Decimal("1e100")
+    assert to_decimal("-1e-100") == Decimal("-1e-100")
+    assert to_decimal("0.00") == Decimal("0.00")
+    assert to_integer(2**63 - 1) == 2**63 - 1
+    assert to_integer("-9223372036854775808") == -(2**63)
+
+
+def test_a_record_with_a_number_out_of_range_is_refused_with_the_reason() -> None:
+    records = [{"campaign_id": "ok", "date": "2025-01-01", "spend": "1.5", "impressions": 1},
+               {"campaign_id": "big", "date": "2025-01-01", "spend": "1e999999",
+                "impressions": 1},
+               {"campaign_id": "wide", "date": "2025-01-01", "spend": "1",
+                "impressions": "99999999999999999999"}]
+    output = validate(records, CAMPAIGN_PERFORMANCE, now=NOW)
+    assert [r["campaign_id"] for r in output.records] == ["ok"]
+    reasons = {r.record["campaign_id"]: orjson.dumps(r.reasons).decode()
+               for r in output.rejected}
+    assert "number out of range" in reasons["big"]
+    assert "integer out of range" in reasons["wide"]

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from tasks.coerce import in_decimal_range
 from tasks.ingestion.adapters.base import ChainedRows, PlatformAdapter
 
 _CAMEL_PATHS = {
@@ -180,6 +181,8 @@ def micros_to_money(value: Any, field: str = "cost_micros") -> Decimal | None:
         raise ValueError(f"{field} must be a number of micros, got {value!r}") from None
     if not micros.is_finite():
         raise ValueError(f"{field} must be a finite number of micros, got {value!r}")
+    if not in_decimal_range(micros):  # scaleb itself would overflow far enough out
+        raise ValueError(f"{field} out of range: {str(value)[:40]!r}")
     return micros.scaleb(-6)
 
 

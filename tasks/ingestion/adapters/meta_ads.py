@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from tasks.coerce import to_decimal
+from tasks.coerce import OutOfRange, to_decimal
 from tasks.ingestion.adapters.base import PlatformAdapter, list_under
 
 DEFAULT_CONVERSION_ACTION_TYPES = (
@@ -154,6 +154,8 @@ def _action_values(actions: Any, field: str) -> dict[str, Any]:
 def _number(value: Any, field: str, action_type: str) -> Decimal:
     try:
         number = to_decimal(value)
+    except OutOfRange as exc:
+        raise ValueError(f"{field}: {action_type}: {exc}") from None
     except ValueError:
         raise ValueError(f"{field}: {action_type} has a value that is not a number: "
                          f"{value!r}") from None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from tests.helpers import wait_job
 from tests.test_seed_api import SEED_INGEST
 
 ENDPOINTS = ("ingest", "validate", "process", "store")
@@ -153,3 +156,44 @@ def test_unknown_validation_rule_is_422_listing_the_known_rules(client):
         "validation_rules": {"rules": [{"rule": "sparkle", "field": "spend"}]}})
     error = assert_error(response, 422)
     assert "range" in error["details"]["known_rules"]
+
+
+def _nested(levels: int) -> Any:
+    value: Any = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_a_record_nested_deeper_than_json_storage_allows_is_422(client, endpoint):
+    record = {"campaign_id": "deep", "x": _nested(300)}
+    response = client.post(f"/api/v1/data_pipeline/{endpoint}", json={
+        "data_type": "campaign_performance", "data": {"records": [record]}})
+    error = assert_error(response, 422, "invalid_request")
+    assert "nest" in error["message"]
+
+
+def test_an_ndjson_line_nested_too_deeply_is_422(client):
+    line = b'{"campaign_id": "deep", "x": ' + b"[" * 300 + b"]" * 300 + b"}"
+    response = client.post("/api/v1/data_pipeline/ingest?data_type=campaign_performance",
+                           data=line + b"\n", content_type="application/x-ndjson")
+    assert_error(response, 422, "invalid_request")
+
+
+def test_numbers_wider_than_64_bits_in_stored_json_are_answered(client):
+    """jsonb keeps 1e20 as 100000000000000000000, which orjson cannot write: the job,
+    its quarantine and the stored rows are still answered, the numbers exact."""
+    response = client.post("/api/v1/data_pipeline/ingest", json={
+        "data_type": "crm_contacts", "data": {"records": [
+            {"contact_id": "wide-1", "email": "a@example.com", "score_note": 1e20},
+            {"contact_id": "wide-2", "created_at": 1e20}]}})
+    assert response.status_code == 202, response.get_json()
+    job = wait_job(client, response.get_json()["job_id"])
+    assert job["status"] == "succeeded", job
+    rejected = client.get(f"/api/v1/jobs/{job['job_id']}/rejected")
+    assert rejected.status_code == 200, rejected.get_data(as_text=True)
+    retrieved = client.post("/api/v1/data_pipeline/retrieve", json={
+        "data_type": "crm_contacts", "filters": {"contact_id": "wide-1"}})
+    assert retrieved.status_code == 200, retrieved.get_data(as_text=True)
+    assert b'"score_note":100000000000000000000' in retrieved.get_data()

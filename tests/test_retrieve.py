@@ -131,6 +131,7 @@ def test_unknown_filter_sort_and_field_are_422_listing_the_allowed(client):
     {"campaign_id": {"like": "c%"}}, {"campaign_id": [["c1"]]}, {"clicks": 1.5},
     {"spend": {"gt": True}}, {"spend": "1e999999"}, {"impressions": "1e30"},
     {"ingested_at": 10**17}, {"campaign_id": "a\u0000b"}, {"date_range": "2023-10"},
+    {"spend": {"gte": None}}, {"date": {"lt": None, "gt": "2023-10-01"}},
 ])
 def test_a_value_of_the_wrong_type_is_422(client, filters):
     error = query(client, {"filters": filters}, 422)

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
+from webapp.jsonio import dumps
 
 # A spreadsheet runs a cell starting with one of these as a formula: prefix it with '.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -23,7 +23,7 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dict | list):
-        return orjson.dumps(value, default=str).decode()
+        return dumps(value).decode()
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from flask import Flask, jsonify
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -18,7 +19,7 @@ _HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
     415: "unsupported_media_type", 422: "invalid_request", 429: "too_many_requests",
-    503: "service_unavailable",
+    500: "internal_error", 503: "service_unavailable",
 }
 
 
@@ -52,6 +53,15 @@ def register_error_handlers(app: Flask) -> None:
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response, status
+
+    @app.errorhandler(orjson.JSONEncodeError)
+    def _unstorable(exc: orjson.JSONEncodeError):  # type: ignore[no-untyped-def]
+        # Raised where the request's data is written as JSON (the raw batch, the request's
+        # hash): what orjson parsed it cannot write, i.e. nesting past its 254 levels.
+        # (Responses fall back to the standard library: see webapp/jsonio.py.)
+        message = (f"the request's data cannot be stored as JSON ({exc}): objects and lists "
+                   f"may nest about 250 levels deep at most")
+        return jsonify(error_body("invalid_request", message)), 422
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)

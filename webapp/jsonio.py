@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import orjson
 from flask import request
@@ -21,16 +25,34 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+def _default_slowly(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        number = float(value)
+        return number if math.isfinite(number) else None  # as orjson writes inf
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
 class OrjsonProvider(JSONProvider):
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+        return dumps(obj).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return orjson.loads(s)
 
 
 def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        # A jsonb value read back can be more than orjson writes: an integer wider than
+        # 64 bits (jsonb keeps 1e20 as 100000000000000000000), or nesting past 254
+        # levels once wrapped in the response. The standard library writes both.
+        return json.dumps(obj, default=_default_slowly, ensure_ascii=False,
+                          separators=(",", ":")).encode()
 
 
 def json_body() -> Any:

@@ -113,7 +113,10 @@ def _condition(column: Any, field: str, kind: str, spec: Any) -> ColumnElement[b
                         f"filter {field!r}: 'in' takes a list", {"field": field})
                 parts.append(column.in_(_values(field, kind, value)))
                 continue
-            if value is None and op in ("eq", "ne"):
+            if value is None:
+                if op not in ("eq", "ne"):
+                    raise RetrievalError(f"filter {field!r}: {op!r} takes a value, not null",
+                                         {"field": field, "operator": op})
                 parts.append(column.is_(None) if op == "eq" else column.is_not(None))
                 continue
             bound = convert(field, kind, value)

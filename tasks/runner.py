@@ -275,6 +275,10 @@ def run_celery_stage(task: Any, job_id: str, stage_name: str, step: Step) -> dic
                          stale_seconds=stale, redelivered=redelivered,
                          max_restarts=max_restarts)
     except (OperationalError, InterfaceError) as exc:
+        if _beyond_postgres_limits(exc):  # the same data would fail again: not an outage
+            _fail_quietly(job_id, stage_name, VALUE_TOO_LARGE,
+                          f"a value is beyond what PostgreSQL can store or index: {exc.orig}")
+            raise
         retries = task.request.retries
         if retries >= task.max_retries:
             _fail_quietly(job_id, stage_name, "database_unavailable",
@@ -291,6 +295,15 @@ def run_celery_stage(task: Any, job_id: str, stage_name: str, step: Step) -> dic
         log.exception("job %s: stage %s crashed", job_id, stage_name)
         _fail_quietly(job_id, stage_name, "internal_error", f"{type(exc).__name__}: {exc}")
         raise
+
+
+VALUE_TOO_LARGE = "value_too_large"
+
+
+def _beyond_postgres_limits(exc: OperationalError | InterfaceError) -> bool:
+    """SQLSTATE class 54, program limit exceeded: a key too long for its index, a row or
+    an array too big. psycopg2 raises it as an OperationalError, like an outage."""
+    return str(getattr(exc.orig, "pgcode", None) or "").startswith("54")
 
 
 def _fail_quietly(job_id: str, stage_name: str, code: str, message: str) -> None:

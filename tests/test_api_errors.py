@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -197,3 +198,34 @@ def test_numbers_wider_than_64_bits_in_stored_json_are_answered(client):
         "data_type": "crm_contacts", "filters": {"contact_id": "wide-1"}})
     assert retrieved.status_code == 200, retrieved.get_data(as_text=True)
     assert b'"score_note":100000000000000000000' in retrieved.get_data()
+
+
+def test_a_key_too_long_for_its_index_is_quarantined_with_its_record(client):
+    """A btree index row holds about 2.7 kB: a longer key failed the store of the whole
+    batch. The declaration's rules limit each text column of the natural key."""
+    too_long = os.urandom(6000).hex()
+    response = client.post("/api/v1/data_pipeline/ingest", json={
+        "data_type": "crm_contacts", "data": {"records": [
+            {"contact_id": too_long}, {"contact_id": "short-key"}]}})
+    assert response.status_code == 202, response.get_json()
+    job = wait_job(client, response.get_json()["job_id"])
+    assert job["status"] == "succeeded", job
+    assert job["result"]["records_rejected"] == 1
+    rejected = client.get(f"/api/v1/jobs/{job['job_id']}/rejected").get_json()
+    [record] = rejected["records"]
+    assert "length of contact_id must be <= 256" in str(record["reasons"])
+
+
+def test_a_key_too_long_for_its_index_fails_a_store_job_at_once_saying_so(client):
+    """Without validation (POST /store), PostgreSQL refuses the key with a program-limit
+    error, which psycopg2 raises as an OperationalError, like an outage: the same data
+    would fail every retry, so the job fails at once with the server's reason (it was
+    retried for two minutes, then called the database unavailable)."""
+    too_long = os.urandom(6000).hex()  # random: the index cannot compress it under 2.7 kB
+    response = client.post("/api/v1/data_pipeline/store", json={
+        "data_type": "crm_contacts", "data": {"records": [{"contact_id": too_long}]}})
+    assert response.status_code == 202, response.get_json()
+    job = wait_job(client, response.get_json()["job_id"], timeout=20)
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "value_too_large"
+    assert "index row" in job["error"]["message"]

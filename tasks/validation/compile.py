@@ -8,7 +8,7 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tasks.datatypes import DataType
+from tasks.datatypes import TEXT, DataType
 from tasks.validation.catalogue import BUILDERS, FORMS, RULE_NAMES, coercion_rule
 from tasks.validation.model import DATA_TYPE, Rule
 from tasks.validation.spec import COMMON_FORM, ON_INVALID, QUARANTINE, RuleArgs, RuleSpecError
@@ -66,13 +66,16 @@ def _build(spec: Mapping[str, Any], data_type: DataType, path: str) -> list[Rule
     return rules
 
 
+KEY_TEXT_MAX = 256  # characters of each text column of a natural key
+
 # Data types are declarations of the code: their rules are built once per process (for a
 # one-record job, building them took a tenth of the validate stage).
 _DEFAULT_RULES: dict[str, tuple[DataType, tuple[Rule, ...]]] = {}
 
 
 def default_rules(data_type: DataType) -> tuple[Rule, ...]:
-    """The declaration's rules: every declared column's type, required and non-negative."""
+    """The declaration's rules: every declared column's type, required and non-negative,
+    and the natural key's text no longer than its unique index can hold."""
     cached = _DEFAULT_RULES.get(data_type.name)
     if cached is not None and cached[0] is data_type:  # the very declaration they came from
         return cached[1]
@@ -81,6 +84,11 @@ def default_rules(data_type: DataType) -> tuple[Rule, ...]:
                          ("non_negative", data_type.non_negative_fields)):
         if fields:
             rules += _build({"rule": name, "fields": list(fields)}, data_type, name)
+    # A longer key fails the store for the whole batch: a btree index row holds 2.7 kB.
+    for field in data_type.natural_key:
+        if data_type.columns.get(field) == TEXT:
+            rules += _build({"rule": "length", "field": field, "max": KEY_TEXT_MAX},
+                            data_type, "length")
     built = tuple(replace(rule, origin=DATA_TYPE) for rule in rules)
     _DEFAULT_RULES[data_type.name] = (data_type, built)
     return built

@@ -46,16 +46,16 @@ STAGE_TASK_OPTIONS: dict[str, Any] = {"bind": True, "max_retries": 8, "acks_late
 
 
 def _pipeline_result(job: dict[str, Any], last: dict[str, Any], rejected: int) -> dict[str, Any]:
-    """The job's overall result: the last stage's result plus what every stage counted."""
-    stages = {s["name"]: s for s in job["stages"]}
-    refused = sum(
-        (s["result"] or {}).get("records_refused", 0) + (s["result"] or {}).get("invalid_count", 0)
-        for s in stages.values()
-    )
+    """The job's overall result: the last stage's result plus what every stage counted,
+    so that every record received is accounted for: stored, rejected, or removed as a
+    duplicate of a later one (dedup in the process stage)."""
+    results = [s["result"] or {} for s in job["stages"]]
+    refused = sum(r.get("records_refused", 0) + r.get("invalid_count", 0) for r in results)
     return {
         **last,
         "records_received": job["records_count"],
         "records_rejected": refused + rejected,
+        "duplicates_removed": sum(r.get("duplicates_removed", 0) for r in results),
     }
 
 

@@ -112,6 +112,22 @@ def test_posting_the_same_record_again_updates_one_row(run_job, retrieve):
     assert record["job_id"] == second["job_id"]
 
 
+def test_the_jobs_result_accounts_for_every_record_received(run_job):
+    """Stored, rejected, or removed as a duplicate of a later record with the same key:
+    the top-level result says which, so no record looks silently dropped."""
+    body = copy.deepcopy(SEED_INGEST)
+    first = body["data"]["records"][0]
+    body["data"]["records"] = [
+        {**first, "campaign_id": "acct-1"}, {**first, "campaign_id": "acct-1", "spend": 2.0},
+        {**first, "campaign_id": "acct-2", "clicks": -5}]
+    job = run_job("ingest", body)
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert result["records_received"] == 3
+    assert (result["inserted"] + result["updated"], result["records_rejected"],
+            result["duplicates_removed"]) == (1, 1, 1)
+
+
 def test_seed_validate_runs_only_validation(run_job):
     job = run_job("validate", SEED_VALIDATE)
     assert job["status"] == "succeeded"

@@ -77,3 +77,27 @@ def test_the_database_announces_a_job_finishing_whatever_finishes_it(engine):
     finally:
         listener.close()
         close_job(engine, other_id)
+
+
+def test_long_polls_past_the_cap_answer_at_once_leaving_threads_for_other_requests(
+        client, engine, monkeypatch):
+    """An API process holds a few long polls at once; one more gets the job as it is (a
+    Retry-After: 1 says to ask again), instead of a thread that health checks and new
+    batches need."""
+    monkeypatch.setattr(jobs_view, "_long_polls", threading.BoundedSemaphore(2))
+    job_id = stored_job(engine, [{"campaign_id": "poll-cap"}], ["store"])
+    held = [threading.Thread(target=client.get, args=(f"/api/v1/jobs/{job_id}?wait=3",))
+            for _ in range(2)]
+    for poll in held:
+        poll.start()
+    time.sleep(0.5)  # both hold their place
+    started = time.monotonic()
+    response = client.get(f"/api/v1/jobs/{job_id}?wait=3")
+    assert time.monotonic() - started < 1.5
+    assert response.status_code == 200 and response.headers["Retry-After"] == "1"
+    assert response.get_json()["status"] == "queued"
+    for poll in held:
+        poll.join(10)
+    close_job(engine, job_id)
+    released = client.get(f"/api/v1/jobs/{job_id}?wait=3")
+    assert "Retry-After" not in released.headers and released.get_json()["status"] == "failed"

@@ -374,7 +374,9 @@ def _job_operation() -> dict[str, Any]:
         "parameters": [JOB_ID_PARAMETER, {
             "name": "wait", "in": "query", "required": False,
             "description": "hold the request until the job finishes or this many seconds "
-                           "pass (long poll)",
+                           "pass (long poll); when the API process already holds its "
+                           "maximum of long polls, the job is answered at once with "
+                           "Retry-After: 1",
             "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS,
                        "default": 0},
         }],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -20,6 +21,11 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 bp.before_request(require_api_key)
 
 MAX_WAIT_SECONDS = 30.0
+# Long polls held at once by one API process; the others answer at once (the job as it
+# is, with Retry-After). An API process has 8 threads (stack/launcher.py): waiting clients
+# must not take them all, or health checks and new batches queue behind them.
+LONG_POLLS_AT_ONCE = 6
+_long_polls = threading.BoundedSemaphore(LONG_POLLS_AT_ONCE)
 MAX_PAGE = 1000
 
 
@@ -59,6 +65,15 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
     wait = _query_number("wait", 0.0, 0.0, MAX_WAIT_SECONDS)
     if wait <= 0:
         return {"success": True, **jobs.to_public(_load(job_id))}
+    if not _long_polls.acquire(blocking=False):
+        return {"success": True, **jobs.to_public(_load(job_id))}, 200, {"Retry-After": "1"}
+    try:
+        return _wait_for(job_id, wait)
+    finally:
+        _long_polls.release()
+
+
+def _wait_for(job_id: str, wait: float) -> dict[str, Any]:
     deadline = time.monotonic() + wait
     # Registered before the first read, so a job finishing in between still wakes us.
     with watcher_for(db.get_engine()).watch(job_id) as finished:

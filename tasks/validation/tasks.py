@@ -12,7 +12,12 @@ from tasks.datatypes import get_data_type
 from tasks.runner import STAGE_TASK_OPTIONS, run_celery_stage
 from tasks.stage import StageFailure, StageOutput
 from tasks.storage.repeats import RepeatedKeys
+from tasks.time_budget import OverBudget, time_budget
 from tasks.validation.core import Validation, rejection_message
+
+# A chunk's check takes well under a second; past this a rule is the problem (a regex),
+# and the job fails saying so instead of holding a worker until the task's time limit.
+CHUNK_SECONDS = 30.0
 
 
 def validate_step(conn: Connection, job: dict[str, Any], source: StageInput,
@@ -31,7 +36,16 @@ def validate_step(conn: Connection, job: dict[str, Any], source: StageInput,
             raise StageFailure("invalid_payload", "the validate stage takes a list of records")
         repeated = (repeats.within(offset, offset + len(chunk)) if repeats is not None
                     else None)
-        valid, rejected = validation.check(chunk, offset, repeated)
+        try:
+            with time_budget(CHUNK_SECONDS):
+                valid, rejected = validation.check(chunk, offset, repeated)
+        except OverBudget:
+            raise StageFailure(
+                "validation_too_slow",
+                f"checking {len(chunk)} records took more than {CHUNK_SECONDS:g} s (it "
+                f"takes well under a second): a regex rule whose pattern backtracks "
+                f"catastrophically, as nested repeats like (a+)+ do, is the usual cause",
+                details={"records": len(chunk), "seconds": CHUNK_SECONDS}) from None
         sink.write(valid)
         sink.reject(rejected, offset)
     result = validation.result()

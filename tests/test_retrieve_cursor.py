@@ -160,3 +160,15 @@ def test_an_unpartitioned_table_pages_and_aggregates_the_same_way(client, engine
                             "metrics": ["amount"]})["records"]
     assert stages == [{"stage": "lost", "amount": sum(i * 10 for i in range(0, 23, 3))},
                       {"stage": "won", "amount": sum(i * 10 for i in range(23) if i % 3)}]
+
+
+@pytest.mark.usefixtures("clean_tables")
+def test_pages_sorted_by_a_long_text_reach_every_row(client, engine):
+    """The cursor carries the sort values of the page's last row: a name of 20,000
+    characters made a cursor the API then refused, and the rows after it unreachable."""
+    rows = campaign_rows()[:6]
+    for n, row in enumerate(rows):
+        row["campaign_name"] = f"{n}" + "x" * 20_000
+    store_rows(engine, rows)
+    body = {"sort": ["campaign_name"], "limit": 2, "fields": ["id", "campaign_name"]}
+    assert len(walk(client, body)) == 6

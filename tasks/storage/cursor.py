@@ -25,7 +25,10 @@ from sqlalchemy.engine import Engine
 from tasks.storage.schema import secrets_table
 
 KEY_NAME = "retrieve_cursor_key"
-MAX_CURSOR_CHARS = 4096
+# A cursor carries the last row's sort values, and a text column such as a name may be
+# long: the bound keeps input finite, and covers any cursor we make from a stored row.
+# (Nothing is decoded before the signature has been checked.)
+MAX_CURSOR_CHARS = 1 << 20
 _SIGNATURE_BYTES = 20
 
 _keys: dict[str, bytes] = {}

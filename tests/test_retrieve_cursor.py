@@ -61,8 +61,11 @@ def _tamper(token: str) -> list[str]:
     payload["k"][0] = "2099-01-01"
     forged = base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
     flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
-    return [f"{forged}.{signature}", f"{body}.{flipped}", token[:-3], body, "x.y", "..",
-            "not a cursor", token + "a", "é" * 10 + "." + signature]
+    # The last character alone can change bits the decoder ignores: change one before it
+    # too (and the spelling alone must be refused as well).
+    changed = signature[:5] + ("A" if signature[5] != "A" else "B") + signature[6:]
+    return [f"{forged}.{signature}", f"{body}.{flipped}", f"{body}.{changed}", token[:-3],
+            body, "x.y", "..", "not a cursor", token + "a", "é" * 10 + "." + signature]
 
 
 @pytest.mark.usefixtures("campaigns")

@@ -85,6 +85,9 @@ def decode(key: bytes, token: str) -> dict[str, Any]:
         body, signature = _unb64(body_text), _unb64(signature_text)
     except (binascii.Error, ValueError):
         raise CursorError("malformed cursor") from None
+    # One spelling per cursor: base64's last character has bits the decoder ignores.
+    if _b64(body) != body_text or _b64(signature) != signature_text:
+        raise CursorError("malformed cursor")
     expected = hmac.new(key, body, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
     if not hmac.compare_digest(signature, expected):
         raise CursorError("cursor signature does not match (altered or not ours)")

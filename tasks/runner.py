@@ -106,10 +106,13 @@ def run_stage(
     recovery sweep runs it again). A longer stage commits its claim first and keeps a
     heartbeat while it works, so that the sweep can tell a live holder from a dead one.
 
-    A `redelivered` message (the broker put it back because its worker died running it)
-    is counted on the stage and always commits its claim first, so that the count
-    survives the next death: past `max_restarts` the job fails instead of crashing worker
-    after worker for ever. Retries after database errors are not counted.
+    A restart is counted on the stage: a `redelivered` message (the broker put it back
+    because its worker died running it), or a stage taken over from another task whose
+    heartbeat went stale (the sweep sends it again after a worker was killed by the hard
+    time limit, which acks rather than redelivers). A restarted stage always commits its
+    claim first, so that the count survives the next death: past `max_restarts` the job
+    fails instead of crashing worker after worker for ever. Retries after database errors
+    (the same task) are not counted.
     """
     engine = db.get_engine()
     claimant = claimant or f"local-{uuid.uuid4()}"
@@ -118,6 +121,7 @@ def run_stage(
     try:
         with engine.begin() as conn:
             locked, head = lock_job_with_input(conn, job_id, stage_name)
+            before = 0 if locked is None else jobs.stage_restarts(locked, stage_name)
             job = None if locked is None else jobs.claim_stage(
                 conn, job_id, stage_name, claimant, stale_seconds, write=False,
                 redelivered=redelivered, locked=locked)
@@ -127,13 +131,14 @@ def run_stage(
                 return {"job_id": job_id, "stage": stage_name, "skipped": True}
             attempt = jobs.stage_attempt(job, stage_name)
             restarts = jobs.stage_restarts(job, stage_name)
-            interrupted = redelivered and restarts > max_restarts
+            restarted = restarts > before
+            interrupted = restarted and restarts > max_restarts
             if interrupted:
                 _stop_interrupted(conn, job_id, stage_name, restarts)
             else:
                 log.info("job %s: stage %s started (attempt %d)", job_id, stage_name, attempt)
                 total = jobs.input_count(job, stage_name)
-                short = total <= ONE_TRANSACTION_RECORDS and not redelivered
+                short = total <= ONE_TRANSACTION_RECORDS and not restarted
                 if short:
                     with progress.Tracker(job_id, stage_name, attempt, total,
                                           write_row=False):
@@ -195,9 +200,10 @@ def _stop_interrupted(conn: Connection, job_id: str, stage_name: str, restarts: 
               job_id, stage_name, restarts)
     jobs.fail(conn, job_id, stage_name, INTERRUPTED,
               f"stage {stage_name} came back {restarts} times after the worker running it "
-              f"died, and never finished (a record that crashes the worker process does "
-              f"that). The job is stopped rather than retried for ever; its raw batch is "
-              f"kept.", {"restarts": restarts})
+              f"died or stopped, and never finished (a record that crashes the worker process "
+              f"does that, and so does a stage killed by the time limit every time). The job "
+              f"is stopped rather than retried for ever; its raw batch is kept.",
+              {"restarts": restarts})
 
 
 def _records_out(output: StageOutput, sink: StageSink) -> int:

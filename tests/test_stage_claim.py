@@ -145,3 +145,33 @@ def test_two_deliveries_failing_on_the_same_batch_quarantine_its_records_once(en
     assert job is not None and job["status"] == jobs.FAILED
     assert job["error"]["code"] == "invalid_dates"
     assert quarantined == 1
+
+
+class _WorkerDied(Exception):
+    """Stands for a worker killed mid-stage (by the hard time limit, say): its message is
+    acked, not redelivered, and only the sweep sends the stage again."""
+
+
+def test_takeovers_of_a_stage_whose_holder_stopped_count_as_restarts(engine):
+    """A stage whose worker is killed every time (here: by the hard time limit, which
+    acks its message) comes back from the sweep under a new task each time, never
+    redelivered: each takeover of the stale claim counts, and the job stops."""
+    job_id = stored_job(engine, _rows(1), ["store"])
+
+    def dies(conn, job, source, sink):  # type: ignore[no-untyped-def]
+        raise _WorkerDied
+
+    outcomes: list[Any] = []
+    for n in range(3):
+        try:
+            outcomes.append(run_stage(job_id, "store", dies, claimant=f"task-{n}",
+                                      stale_seconds=0.0, max_restarts=2,
+                                      redelivered=n == 0))  # the first came back once
+        except _WorkerDied:
+            outcomes.append("died")
+    assert outcomes == ["died", "died",
+                        {"job_id": job_id, "stage": "store", "failed": "stage_interrupted"}]
+    with engine.connect() as conn:
+        job = jobs.get(conn, job_id)
+    assert job is not None and job["status"] == jobs.FAILED
+    assert "came back 3 times" in job["error"]["message"]

@@ -140,7 +140,7 @@ def claim_stage(
     after a worker died) takes the stage over at once; another task only once the
     holder's heartbeat is older than `stale_seconds`. Each claim bumps `attempt`, so a
     superseded holder cannot commit its output (see `owns_stage`). A `redelivered`
-    message (its worker died) also bumps `restarts`.
+    message (its worker died) and a takeover from another task also bump `restarts`.
 
     `locked`: the job row, already read and locked by this transaction as `get` with
     `for_update` does (tasks/chunks.py reads it with the stage's first input chunk).
@@ -157,14 +157,14 @@ def claim_stage(
         # in a database crash): the recovery sweep resumes at the first unfinished stage.
         return None
     now = utcnow()
-    if (stage["status"] == RUNNING and stage.get("claimed_by") != claimant
-            and _seconds_since(stage.get("heartbeat_at"), now) < stale_seconds):
+    held_by_another = stage["status"] == RUNNING and stage.get("claimed_by") != claimant
+    if held_by_another and _seconds_since(stage.get("heartbeat_at"), now) < stale_seconds:
         return None
     stage.update(
         status=RUNNING, claimed_by=claimant, attempt=stage.get("attempt", 0) + 1,
         heartbeat_at=isoformat(now),
     )
-    if redelivered:
+    if redelivered or held_by_another:  # its worker died, or stopped beating (see run_stage)
         stage["restarts"] = stage.get("restarts", 0) + 1
     stage["started_at"] = stage.get("started_at") or isoformat(now)
     values: dict[str, Any] = {

@@ -75,3 +75,22 @@ def test_a_dead_connection_met_at_once_is_a_503_then_the_pool_recovers(client, e
     assert response.headers["Retry-After"] == "1"
     assert response.get_json()["error"]["code"] == "service_unavailable"
     assert client.get(f"/api/v1/jobs/{job_id}").status_code == 200
+
+
+def test_a_worker_statement_cannot_outlast_the_stage_time_limit(engine):  # type: ignore[no-untyped-def]
+    """A worker's connections end any statement after WORKER_STATEMENT_SECONDS, under the
+    task's soft time limit: a statement blocked past the hard limit was killed with its
+    worker, and the sweep's next try blocked again."""
+    from tasks.celery_app import celery_config
+    from tasks.settings import Settings
+
+    worker = db._create(engine.url.render_as_string(hide_password=False), pre_ping=False,
+                        relaxed_commit=True)
+    try:
+        with worker.connect() as conn:
+            timeout = conn.execute(text("SHOW statement_timeout")).scalar_one()
+    finally:
+        worker.dispose()
+    assert timeout == f"{db.WORKER_STATEMENT_SECONDS // 60}min"
+    soft_limit = celery_config(Settings.from_env({}))["task_soft_time_limit"]
+    assert db.WORKER_STATEMENT_SECONDS < soft_limit

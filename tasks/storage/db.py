@@ -22,6 +22,10 @@ _current: Engine | None = None
 # longer than this, and a request that still meets a dead connection gets a 503
 # (webapp/errors.py), after which the pool holds only new connections.
 PING_IDLE_SECONDS = 1.0
+# No statement of a worker waits longer (a lock held for ever, say): under the stage
+# task's soft time limit (25 min), so the stage sees an error it can act on instead of
+# being killed by the hard limit mid-statement, again each time the sweep sends it.
+WORKER_STATEMENT_SECONDS = 1200
 
 
 class DatabaseNotConfigured(RuntimeError):
@@ -61,9 +65,11 @@ def _create(url: str, pre_ping: bool, relaxed_commit: bool, **options: Any) -> E
         # A worker that froze mid-stage (its host hung, not its connection closed)
         # must not hold a job row for ever: the server ends a transaction left idle
         # for 5 minutes (no stage step idles that long between two statements), and
-        # TCP keepalives notice a peer that is gone.
+        # TCP keepalives notice a peer that is gone. No statement runs past
+        # WORKER_STATEMENT_SECONDS.
         connect_args["options"] = ("-c synchronous_commit=off"
-                                   " -c idle_in_transaction_session_timeout=300000")
+                                   " -c idle_in_transaction_session_timeout=300000"
+                                   f" -c statement_timeout={WORKER_STATEMENT_SECONDS * 1000}")
         connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10,
                             keepalives_count=3)
     engine = create_engine(url, pool_size=5, max_overflow=10, connect_args=connect_args,

@@ -26,14 +26,13 @@ def _default(value: Any) -> Any:
 
 
 def _default_slowly(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        number = float(value)
-        return number if math.isfinite(number) else None  # as orjson writes inf
+    """`_default` for the standard library's writer, with what orjson writes natively."""
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, UUID):
         return str(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+    number = _default(value)
+    return number if math.isfinite(number) else None  # as orjson writes inf
 
 
 class OrjsonProvider(JSONProvider):

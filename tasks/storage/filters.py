@@ -9,21 +9,17 @@ table's SQLAlchemy column objects, looked up by declared name only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import Table, and_
 from sqlalchemy.sql.elements import ColumnElement
 
 from tasks.coerce import CONVERTERS, CoercionError
-from tasks.datatypes import DECIMAL, INTEGER, JSON, TEXT, DataType
+from tasks.datatypes import INTEGER, JSON, TEXT, DataType
 from tasks.storage.schema import DATA_TABLES
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
 MAX_IN_VALUES = 10_000
-# Beyond these a number cannot be stored in the column (bigint) or in PostgreSQL's numeric.
-_MAX_ADJUSTED_EXPONENT = {INTEGER: 18, DECIMAL: 1000}
-_BIGINT = (-(2**63), 2**63 - 1)
 
 
 class RetrievalError(ValueError):
@@ -46,27 +42,9 @@ def unknown_field(part: str, field: Any, allowed: Sequence[str]) -> RetrievalErr
     )
 
 
-def _out_of_range(field: str, value: Any) -> RetrievalError:
-    return RetrievalError(f"filter {field!r}: number out of range", {"field": field,
-                                                                      "value": value})
-
-
-def _check_number(field: str, kind: str, value: Any) -> None:
-    """Refuse numbers no column can hold before converting them (1e999999 is 9 characters)."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return
-    try:
-        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(repr(value))
-    except InvalidOperation:
-        return  # the converter says what is wrong with it
-    if number.is_finite() and number and abs(number.adjusted()) > _MAX_ADJUSTED_EXPONENT[kind]:
-        raise _out_of_range(field, value)
-
-
 def convert(field: str, kind: str, value: Any) -> Any:
-    """`value` as the column's Python type, or a RetrievalError saying why not."""
-    if kind in _MAX_ADJUSTED_EXPONENT:
-        _check_number(field, kind, value)
+    """`value` as the column's Python type, or a RetrievalError saying why not (a number
+    no column can hold is one: coerce.OutOfRange)."""
     try:
         converted = CONVERTERS[kind](value)
     except CoercionError as exc:
@@ -78,8 +56,6 @@ def convert(field: str, kind: str, value: Any) -> Any:
                              {"field": field, "value": value}) from None
     if converted is None and value is not None:
         raise RetrievalError(f"filter {field!r}: empty value", {"field": field, "value": value})
-    if kind == INTEGER and converted is not None and not _BIGINT[0] <= converted <= _BIGINT[1]:
-        raise _out_of_range(field, value)
     if kind == TEXT and converted is not None and "\x00" in converted:
         raise RetrievalError(f"filter {field!r}: text with a NUL character",
                              {"field": field})

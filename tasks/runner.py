@@ -20,7 +20,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from tasks import carry as carried
 from tasks import progress, stats
+from tasks.carry import BadCarry, CarriedSink, Carry
+from tasks.celery_app import TASK_NAMES
 from tasks.chunks import InputHead, StageInput, StageSink, lock_job_with_input
 from tasks.stage import StageFailure, StageOutput
 from tasks.storage import db, jobs, payloads, quarantine
@@ -96,7 +99,8 @@ class Heartbeat:
 def run_stage(
     job_id: str, stage_name: str, step: Step, *, claimant: str | None = None,
     stale_seconds: float = DEFAULT_STALE_SECONDS, redelivered: bool = False,
-    max_restarts: int = DEFAULT_MAX_RESTARTS,
+    max_restarts: int = DEFAULT_MAX_RESTARTS, carry: Carry | None = None,
+    pass_on: bool = False,
 ) -> dict[str, Any]:
     """Run one stage of a job; returns a small summary (never the records).
 
@@ -113,7 +117,18 @@ def run_stage(
     claim first, so that the count survives the next death: past `max_restarts` the job
     fails instead of crashing worker after worker for ever. Retries after database errors
     (the same task) are not counted.
+
+    `carry` (tasks/carry.py): the stage's input came in its message, with what the stages
+    before it did. With `pass_on` (the chain's next message can take a carry), a stage
+    that is not its job's last, whose message is not a redelivery, runs with nothing
+    written and returns the next stage's carry under "carry". Every other carried stage
+    lands the carry in its claim's transaction, then runs by reference.
     """
+    if carry is not None and pass_on and not redelivered and not carry.is_last(stage_name):
+        passed = _run_carried(job_id, stage_name, step, carry)
+        if passed is not None:
+            return passed
+        # Its output is too big to carry on: the stage runs again, by reference.
     engine = db.get_engine()
     claimant = claimant or f"local-{uuid.uuid4()}"
     started = time.perf_counter()
@@ -121,6 +136,12 @@ def run_stage(
     try:
         with engine.begin() as conn:
             locked, head = lock_job_with_input(conn, job_id, stage_name)
+            if locked is not None and carry is not None:
+                if not carried.land(conn, locked, carry):
+                    log.info("job %s: stage %s: its carry steps aside (another delivery has "
+                             "claimed the job's stages, or it has finished)", job_id, stage_name)
+                    return {"job_id": job_id, "stage": stage_name, "skipped": True}
+                head = carry.head()
             before = 0 if locked is None else jobs.stage_restarts(locked, stage_name)
             job = None if locked is None else jobs.claim_stage(
                 conn, job_id, stage_name, claimant, stale_seconds, write=False,
@@ -166,10 +187,14 @@ def run_stage(
             # failure is recorded, so that its refused records are quarantined once.
             current = jobs.get(conn, job_id, for_update=True)
             recorded = jobs.may_record_failure(current, stage_name, attempt, claimed=not short)
+            if recorded and short and carry is not None:
+                # The carry it landed was rolled back with the work: landed again.
+                recorded = current is not None and carried.land(conn, current, carry,
+                                                                with_input=False)
             if recorded:
                 quarantine.save(conn, job_id, stage_name, failure.rejected)
                 jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
-                          failure.details, failure.result)
+                          failure.details, failure.result, locked=current)
         if not recorded:
             log.warning("job %s: stage %s attempt %d failed (%s) after another task had "
                         "recorded the stage's outcome or taken it over; not recorded",
@@ -190,6 +215,74 @@ def run_stage(
                        seconds=time.perf_counter() - started)
     log.info("job %s: stage %s succeeded", job_id, stage_name)
     return {"job_id": job_id, "stage": stage_name, "records_out": sink.written}
+
+
+def _run_carried(job_id: str, stage_name: str, step: Step,
+                 carry: Carry) -> dict[str, Any] | None:
+    """A carried stage's work, with nothing written (see run_stage): its summary with
+    the next stage's carry; None when that would be too big to carry."""
+    started, started_at = time.perf_counter(), jobs.isoformat(jobs.utcnow())
+    job = carry.job_row()
+    log.info("job %s: stage %s started (input carried)", job_id, stage_name)
+    # Reads only (the process stage's lookups), each a statement of its own.
+    with (db.autocommit_engine().connect() as conn,
+          progress.Tracker(job_id, stage_name, 1, carry.records, write_row=False)):
+        source = StageInput(conn, job_id, carry.input_name, carry.head())
+        sink = CarriedSink(conn, job_id, stage_name)
+        try:
+            output = step(conn, job, source, sink)
+        except StageFailure as failure:
+            sink.reject(failure.rejected)
+            return _fail_carried(job_id, stage_name, carry, failure, sink, started)
+    if source.nul_replaced:
+        log.warning("job %s: %d NUL characters in the batch replaced by U+FFFD",
+                    job_id, source.nul_replaced)
+        output.result["nul_characters_replaced"] = source.nul_replaced
+    sink.write(output.records)
+    sink.reject(output.rejected)
+    if output.failure is not None:
+        return _fail_carried(job_id, stage_name, carry, output.failure, sink, started)
+    records_out = _records_out(output, sink)
+    following = carry.passed_on(
+        {"name": stage_name, "started_at": started_at,
+         "finished_at": jobs.isoformat(jobs.utcnow()), "records_in": output.records_in,
+         "records_out": records_out, "result": output.result},
+        payloads.encode(sink.records), sink.written,
+        carried.carried_rejects(stage_name, sink.quarantined))
+    if following is None:
+        log.info("job %s: stage %s: output too big to carry; run by reference",
+                 job_id, stage_name)
+        return None
+    stats.record_after(db.get_engine(), stage=stage_name, data_type=job["data_type"],
+                       outcome=stats.SUCCEEDED, records_in=output.records_in,
+                       records_out=records_out, seconds=time.perf_counter() - started)
+    log.info("job %s: stage %s succeeded (output carried)", job_id, stage_name)
+    return {"job_id": job_id, "stage": stage_name, "records_out": sink.written,
+            "carry": following.to_message()}
+
+
+def _fail_carried(job_id: str, stage_name: str, carry: Carry, failure: StageFailure,
+                  sink: CarriedSink, started: float) -> dict[str, Any]:
+    """A carried stage's failure, recorded with what the stages before it did."""
+    engine = db.get_engine()
+    with engine.begin() as conn:
+        current = jobs.get(conn, job_id, for_update=True)
+        recorded = current is not None and carried.land(conn, current, carry, with_input=False)
+        if recorded:
+            quarantine.save(conn, job_id, stage_name, [
+                quarantine.Rejected(r.index + offset, r.record, r.reasons)
+                for r, offset in sink.quarantined])
+            jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
+                      failure.details, failure.result, locked=current)
+    if not recorded:
+        log.warning("job %s: stage %s failed (%s) after another delivery had claimed the "
+                    "job's stages; not recorded", job_id, stage_name, failure.code)
+        return {"job_id": job_id, "stage": stage_name, "superseded": True}
+    log.warning("job %s: stage %s failed: %s", job_id, stage_name, failure.message)
+    stats.record_after(engine, stage=stage_name, data_type=carry.job["data_type"],
+                       outcome=stats.FAILED, records_in=carry.records, records_out=0,
+                       seconds=time.perf_counter() - started)
+    return {"job_id": job_id, "stage": stage_name, "failed": failure.code}
 
 
 INTERRUPTED = "stage_interrupted"
@@ -239,7 +332,7 @@ def _work(conn: Connection, job: dict[str, Any], stage_name: str, step: Step, at
     if output.failure is not None:  # the job fails; what was quarantined stays
         failure = output.failure
         jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
-                  failure.details, failure.result)
+                  failure.details, failure.result, locked=current)
     else:
         jobs.finish_stage(
             conn, current, stage_name, records_in=output.records_in,
@@ -264,43 +357,95 @@ def _count_failure(engine: Any, job: dict[str, Any] | None, stage_name: str,
                        records_out=0, seconds=time.perf_counter() - started)
 
 
-def fail_job(job_id: str, stage_name: str, code: str, message: str) -> None:
+def fail_job(job_id: str, stage_name: str, code: str, message: str,
+             carry: Carry | None = None) -> None:
+    """Fail the job at `stage_name`; with a `carry`, what the carried stages before it did
+    is recorded too (unless another delivery has claimed the job's stages)."""
     with db.get_engine().begin() as conn:
-        jobs.fail(conn, job_id, stage_name, code, message)
+        current = jobs.get(conn, job_id, for_update=True)
+        if current is not None and carry is not None:
+            carried.land(conn, current, carry, with_input=False)
+        jobs.fail(conn, job_id, stage_name, code, message, locked=current)
 
 
-def run_celery_stage(task: Any, job_id: str, stage_name: str, step: Step) -> dict[str, Any]:
+def run_celery_stage(task: Any, job_id: str, stage_name: str, step: Step,
+                     carry: Any = None) -> dict[str, Any]:
     """`run_stage` inside a Celery task: retry database outages with backoff and jitter,
-    and mark the job failed (never loop) on a permanent error or when retries run out."""
+    and mark the job failed (never loop) on a permanent error or when retries run out.
+    `carry`: the message's carry (tasks/carry.py); the next stage's goes into the chain's
+    next message."""
     stale = float(task.app.conf.get("pipeline_stale_job_seconds") or DEFAULT_STALE_SECONDS)
     max_restarts = int(task.app.conf.get("pipeline_max_stage_restarts") or DEFAULT_MAX_RESTARTS)
     # Set by the broker on a message put back after its worker died (acks late).
     redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+    given = _read_carry(job_id, stage_name, carry)
+    following = _next_message(task, job_id, stage_name, given) if given is not None else None
     try:
-        return run_stage(job_id, stage_name, step, claimant=task.request.id,
-                         stale_seconds=stale, redelivered=redelivered,
-                         max_restarts=max_restarts)
+        summary = run_stage(job_id, stage_name, step, claimant=task.request.id,
+                            stale_seconds=stale, redelivered=redelivered,
+                            max_restarts=max_restarts, carry=given,
+                            pass_on=following is not None)
     except (OperationalError, InterfaceError) as exc:
         if _beyond_postgres_limits(exc):  # the same data would fail again: not an outage
             _fail_quietly(job_id, stage_name, VALUE_TOO_LARGE,
-                          f"a value is beyond what PostgreSQL can store or index: {exc.orig}")
+                          f"a value is beyond what PostgreSQL can store or index: {exc.orig}",
+                          given)
             raise
         retries = task.request.retries
         if retries >= task.max_retries:
             _fail_quietly(job_id, stage_name, "database_unavailable",
-                          f"database unreachable after {retries} retries: {exc.orig}")
+                          f"database unreachable after {retries} retries: {exc.orig}", given)
             raise
         countdown = min(60.0, 0.5 * 2 ** retries) * random.uniform(0.5, 1.5)
         log.warning("job %s: stage %s: database error, retry %d in %.1fs: %s",
                     job_id, stage_name, retries + 1, countdown, exc.orig)
         raise task.retry(exc=exc, countdown=countdown) from exc
     except SoftTimeLimitExceeded:
-        _fail_quietly(job_id, stage_name, "time_limit", "the stage ran past its time limit")
+        _fail_quietly(job_id, stage_name, "time_limit", "the stage ran past its time limit",
+                      given)
         raise
     except Exception as exc:
         log.exception("job %s: stage %s crashed", job_id, stage_name)
-        _fail_quietly(job_id, stage_name, "internal_error", f"{type(exc).__name__}: {exc}")
+        _fail_quietly(job_id, stage_name, "internal_error", f"{type(exc).__name__}: {exc}",
+                      given)
         raise
+    passed = summary.pop("carry", None)
+    if passed is not None and following is not None:
+        # The chain sends its next message after this task returns, from this dict.
+        following["kwargs"] = {**(following.get("kwargs") or {}), "carry": passed}
+        # Task events (Flower) and logs show this instead of the records.
+        following.setdefault("options", {})["kwargsrepr"] = carried.describe(passed)
+    return summary
+
+
+def _read_carry(job_id: str, stage_name: str, message: Any) -> Carry | None:
+    if message is None:
+        return None
+    try:
+        return Carry.from_message(job_id, message)
+    except BadCarry as exc:
+        # Run by reference: the recovery sweep resends a job whose stages wait for
+        # an input that was never stored.
+        log.error("job %s: stage %s: %s; ignored", job_id, stage_name, exc)
+        return None
+
+
+def _next_message(task: Any, job_id: str, stage_name: str,
+                  carry: Carry) -> dict[str, Any] | None:
+    """The chain's next message, as a dict this task may add a carry to: when it is the
+    job's next stage (not a chain of someone else's making)."""
+    chain = getattr(task.request, "chain", None)
+    if not chain or not isinstance(chain[-1], dict):
+        return None
+    names = carry.job["stages"]
+    position = names.index(stage_name) if stage_name in names else len(names)
+    if position + 1 >= len(names):
+        return None
+    following = chain[-1]
+    if following.get("task") != TASK_NAMES.get(names[position + 1]) or \
+            list(following.get("args") or [])[:1] != [job_id]:
+        return None
+    return following
 
 
 VALUE_TOO_LARGE = "value_too_large"
@@ -312,8 +457,9 @@ def _beyond_postgres_limits(exc: OperationalError | InterfaceError) -> bool:
     return str(getattr(exc.orig, "pgcode", None) or "").startswith("54")
 
 
-def _fail_quietly(job_id: str, stage_name: str, code: str, message: str) -> None:
+def _fail_quietly(job_id: str, stage_name: str, code: str, message: str,
+                  carry: Carry | None = None) -> None:
     try:
-        fail_job(job_id, stage_name, code, message)
+        fail_job(job_id, stage_name, code, message, carry)
     except Exception:  # the database may be the thing that is down; the sweep catches up
         log.exception("job %s: could not record failure %s", job_id, code)

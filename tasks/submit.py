@@ -15,6 +15,7 @@ from celery import Celery, chain
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from tasks.carry import Carry, describe
 from tasks.celery_app import PIPELINE_STAGES, TASK_NAMES
 from tasks.storage import jobs, payloads, quarantine
 
@@ -68,8 +69,9 @@ def accept(
     as_records = isinstance(records, list) and (len(data) == 1 or stages[0] != "ingest")
     options = {**(options or {}), "raw_format": "records" if as_records else "native"}
     try:
-        job = _store(engine, job_id, kind, data_type, source, stages, options, records_count,
-                     idempotency_key, request_hash, data, as_records, chunk_records)
+        job, body = _store(engine, job_id, kind, data_type, source, stages, options,
+                           records_count, idempotency_key, request_hash, data, as_records,
+                           chunk_records)
     except IntegrityError:
         # Two requests with the same key at once: the other one won; answer with its job.
         if idempotency_key is None:
@@ -78,14 +80,15 @@ def accept(
         if existing is None:
             raise
         return {**existing, "replayed": True}
-    enqueue(engine, celery_app, job_id, stages, counted=True)
+    enqueue(engine, celery_app, job_id, stages, counted=True,
+            carry=Carry.first(job, body) if body is not None else None)
     return {**job, "replayed": False}
 
 
 def _store(engine: Engine, job_id: str, kind: str, data_type: str, source: str | None,
            stages: Sequence[str], options: dict[str, Any], records_count: int,
            idempotency_key: str | None, request_hash: str | None, data: Any,
-           as_records: bool, chunk_records: int) -> dict[str, Any]:
+           as_records: bool, chunk_records: int) -> tuple[dict[str, Any], bytes | None]:
     with engine.begin() as conn:
         return _insert_job(conn, job_id, kind, data_type, source, stages, options,
                            records_count, idempotency_key, request_hash, data, as_records,
@@ -95,33 +98,44 @@ def _store(engine: Engine, job_id: str, kind: str, data_type: str, source: str |
 def _insert_job(conn: Connection, job_id: str, kind: str, data_type: str, source: str | None,
                 stages: Sequence[str], options: dict[str, Any], records_count: int,
                 idempotency_key: str | None, request_hash: str | None, data: Any,
-                as_records: bool, chunk_records: int) -> dict[str, Any]:
+                as_records: bool, chunk_records: int) -> tuple[dict[str, Any], bytes | None]:
+    """The job's row and its raw batch; returns the row, and the batch's JSON text when
+    it is one chunk (which may then travel with the first stage's message)."""
     job = jobs.create(
         conn, job_id=job_id, kind=kind, data_type=data_type, source=source,
         stages=list(stages), options=options, records_count=records_count,
         idempotency_key=idempotency_key, request_hash=request_hash, enqueue_count=1,
     )
-    if as_records:
-        payloads.save(conn, job_id, payloads.RAW, data["records"], chunk=chunk_records)
-    else:
-        # A platform's whole response: kept as it came, the adapter unpacks it.
-        payloads.save_encoded(conn, job_id, payloads.RAW, 0, records_count,
-                              payloads.encode(data))
-    return job
+    records = data["records"] if as_records else None
+    if records is not None and len(records) > chunk_records:
+        payloads.save(conn, job_id, payloads.RAW, records, chunk=chunk_records)
+        return job, None
+    # One chunk of records, or a platform's whole response: kept as it came (the ingest
+    # stage's adapter unpacks a response).
+    body = payloads.encode(records if records is not None else data)
+    payloads.save_encoded(conn, job_id, payloads.RAW, 0, records_count, body)
+    return job, body
 
 
 def enqueue(engine: Engine, celery_app: Celery, job_id: str, stages: Sequence[str],
-            counted: bool = False, conn: Connection | None = None) -> bool:
+            counted: bool = False, conn: Connection | None = None,
+            carry: Carry | None = None) -> bool:
     """Send the chain of `stages` for the job; False (and logged) when the broker refuses.
 
     `counted`: the job row already counts this sending (set when it was created, to save
     a commit on the hot path); it is taken back if the broker refuses. `conn`: count it in
     the caller's transaction (which holds the job row) rather than in one of its own.
+    `carry`: the first stage's input travels with its message (tasks/carry.py).
     """
     signatures = [
         celery_app.signature(TASK_NAMES[stage], args=(job_id,), immutable=True)
         for stage in stages
     ]
+    if carry is not None:
+        message = carry.to_message()
+        signatures[0] = celery_app.signature(
+            TASK_NAMES[stages[0]], args=(job_id,), kwargs={"carry": message}, immutable=True,
+            kwargsrepr=describe(message))
     try:
         chain(*signatures, app=celery_app).apply_async()
     except Exception as exc:  # the job is durable; the recovery sweep will send it again
@@ -214,11 +228,12 @@ def replay(
         if quarantine.count_pending(conn, job_id) == 0:
             raise NothingToReplay(job_id, quarantine.replayed_by(conn, job_id))
         options = {k: v for k, v in original["options"].items() if k != "raw_format"}
-        job = _insert_job(
+        job, body = _insert_job(
             conn, new_id, "pipeline", original["data_type"], original["source"],
             PIPELINE_STAGES, {**options, "raw_format": "records", "replay_of": job_id},
             len(records), None, None, {"records": records}, True, chunk_records,
         )
         quarantine.mark_replayed(conn, job_id, new_id)
-    enqueue(engine, celery_app, new_id, PIPELINE_STAGES, counted=True)
+    enqueue(engine, celery_app, new_id, PIPELINE_STAGES, counted=True,
+            carry=Carry.first(job, body) if body is not None else None)
     return {**job, "replayed": False}

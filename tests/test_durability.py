@@ -69,8 +69,8 @@ def test_accepted_batch_survives_an_unreachable_broker(settings, engine, parked)
     assert len(raw) == 5  # durable: the recovery sweep can send it once the broker is back
 
 
-@pytest.mark.parametrize("count", [1, 10_000])
-def test_messages_carry_the_job_id_not_the_records(settings, engine, count, parked):
+def _first_message(settings, engine, parked, count: int):  # type: ignore[no-untyped-def]
+    """Accept `count` records with a broker no worker reads; the one message sent."""
     capture = make_celery(settings)
     capture.conf.task_routes = {}
     capture.conf.task_default_queue = "capture-only"  # no worker listens here
@@ -88,14 +88,36 @@ def test_messages_carry_the_job_id_not_the_records(settings, engine, count, park
     assert len(raw_messages) == 1
     envelope = json.loads(raw_messages[0])
     assert envelope["headers"]["task"] == "ingestion.ingest"
-    body = base64.b64decode(envelope["body"])
-    args, kwargs, embed = orjson.loads(body)
-    assert args == [job["id"]] and kwargs == {}
+    args, kwargs, embed = orjson.loads(base64.b64decode(envelope["body"]))
+    assert args == [job["id"]]
     assert [s["task"] for s in embed["chain"]] == [
         "storage.store", "processing.process", "validation.validate"]
     assert all(s["args"] == [job["id"]] for s in embed["chain"])
-    assert len(raw_messages[0]) < 4096
-    assert b"durable-" not in raw_messages[0]
+    return job, raw_messages[0], envelope, kwargs
+
+
+@pytest.mark.parametrize("count", [1_000, 10_000])
+def test_messages_of_big_batches_carry_the_job_id_not_the_records(settings, engine, count,
+                                                                   parked):
+    _, raw_message, _, kwargs = _first_message(settings, engine, parked, count)
+    assert kwargs == {}
+    assert len(raw_message) < 4096
+    assert b"durable-" not in raw_message
+
+
+def test_a_small_batch_rides_with_the_first_message_and_task_events_do_not_show_it(
+        settings, engine, parked):
+    """A batch of at most CARRY_BYTES travels with its stages' messages (tasks/carry.py);
+    the raw batch is stored all the same, and Flower's view of the task names no record."""
+    job, _, envelope, kwargs = _first_message(settings, engine, parked, 3)
+    carry = kwargs["carry"]
+    assert carry["input"]["name"] == "raw" and carry["input"]["records"] == 3
+    assert [r["campaign_id"] for r in orjson.loads(carry["input"]["body"])] == [
+        "durable-0", "durable-1", "durable-2"]
+    assert carry["job"]["id"] == job["id"] and carry["done"] == [] == carry["rejected"]
+    assert "durable-" not in envelope["headers"]["kwargsrepr"]
+    with engine.connect() as conn:
+        assert len(payloads.load(conn, job["id"], payloads.RAW)) == 3
 
 
 def test_a_stage_never_runs_before_the_stages_it_depends_on(settings, engine, parked):

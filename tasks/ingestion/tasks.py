@@ -27,5 +27,6 @@ def ingest_step(conn: Connection, job: dict[str, Any], source: StageInput,
 
 
 @shared_task(name="ingestion.ingest", **STAGE_TASK_OPTIONS)
-def ingest_task(self: Any, job_id: str) -> dict[str, Any]:
-    return run_celery_stage(self, job_id, "ingest", ingest_step)
+def ingest_task(self: Any, job_id: str,
+                carry: dict[str, Any] | None = None) -> dict[str, Any]:
+    return run_celery_stage(self, job_id, "ingest", ingest_step, carry)

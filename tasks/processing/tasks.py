@@ -45,5 +45,6 @@ def process_step(conn: Connection, job: dict[str, Any], source: StageInput,
 
 
 @shared_task(name="processing.process", **STAGE_TASK_OPTIONS)
-def process_task(self: Any, job_id: str) -> dict[str, Any]:
-    return run_celery_stage(self, job_id, "process", process_step)
+def process_task(self: Any, job_id: str,
+                 carry: dict[str, Any] | None = None) -> dict[str, Any]:
+    return run_celery_stage(self, job_id, "process", process_step, carry)

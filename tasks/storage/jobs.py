@@ -269,8 +269,11 @@ def fail(
     message: str,
     details: Any = None,
     result: dict[str, Any] | None = None,
+    locked: dict[str, Any] | None = None,
 ) -> None:
-    job = get(conn, job_id, for_update=True)
+    """Fail the job at `stage_name`. `locked`: the job row as this transaction holds it
+    (read and locked, with changes not yet written, as a landed carry's), else read."""
+    job = locked if locked is not None else get(conn, job_id, for_update=True)
     if job is None or job["status"] in FINISHED:
         return
     now = utcnow()
@@ -281,6 +284,7 @@ def fail(
             stage["result"] = result
     _set(conn, job_id, {
         "status": FAILED, "stages": job["stages"], "finished_at": now, "updated_at": now,
+        "started_at": job["started_at"],
         "error": {"code": code, "message": message, "details": details}, "result": result,
     })
 

@@ -24,8 +24,9 @@ class Rejected:
     reasons: list[dict[str, Any]]
 
 
-def _jsonable(value: Any) -> Any:
-    # Records may hold Decimals and dates after coercion; store them as JSON text values.
+def jsonable(value: Any) -> Any:
+    """`value` in JSON's own types. Records may hold Decimals and dates after coercion:
+    they are kept as JSON text values."""
     try:
         return orjson.loads(orjson.dumps(value, default=json_default))
     except TypeError:  # e.g. an integer wider than 64 bits: keep it, as text
@@ -40,7 +41,7 @@ def save(conn: Connection, job_id: str, stage: str, rejected: Sequence[Rejected]
     conn.execute(insert(rejected_table), [
         {
             "job_id": job_id, "stage": stage, "record_index": r.index + offset,
-            "record": _jsonable(r.record), "reasons": _jsonable(r.reasons),
+            "record": jsonable(r.record), "reasons": jsonable(r.reasons),
         }
         for r in rejected
     ])

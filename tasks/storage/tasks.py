@@ -66,5 +66,6 @@ def _store_canonical(conn: Connection, job: dict[str, Any], source: StageInput,
 
 
 @shared_task(name="storage.store", **STAGE_TASK_OPTIONS)
-def store_task(self: Any, job_id: str) -> dict[str, Any]:
-    return run_celery_stage(self, job_id, "store", store_step)
+def store_task(self: Any, job_id: str,
+               carry: dict[str, Any] | None = None) -> dict[str, Any]:
+    return run_celery_stage(self, job_id, "store", store_step, carry)

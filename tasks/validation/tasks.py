@@ -57,5 +57,6 @@ def validate_step(conn: Connection, job: dict[str, Any], source: StageInput,
 
 
 @shared_task(name="validation.validate", **STAGE_TASK_OPTIONS)
-def validate_task(self: Any, job_id: str) -> dict[str, Any]:
-    return run_celery_stage(self, job_id, "validate", validate_step)
+def validate_task(self: Any, job_id: str,
+                  carry: dict[str, Any] | None = None) -> dict[str, Any]:
+    return run_celery_stage(self, job_id, "validate", validate_step, carry)

@@ -83,9 +83,16 @@ class Carry:
             carry = cls(dict(job), str(given["name"]), given["body"], int(given["records"]),
                         list(message["done"]), list(message["rejected"]))
             names = [str(name) for name in job["stages"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadCarry(f"malformed carry: {exc!r}") from None
-        if carry.job.get("id") != job_id or not isinstance(carry.body, str) or not names:
+            well_formed = isinstance(carry.body, str) and all(
+                o["name"] in names and isinstance(o["started_at"], str)
+                and isinstance(o["finished_at"], str) for o in carry.done) and all(
+                r["stage"] in names and isinstance(r["index"], int)
+                and isinstance(r["reasons"], list) and "record" in r for r in carry.rejected)
+        except (KeyError, TypeError, ValueError) as exc:  # the value itself is not logged
+            raise BadCarry(f"malformed carry ({type(exc).__name__})") from None
+        if not well_formed:
+            raise BadCarry("malformed carry")
+        if carry.job.get("id") != job_id or not names:
             raise BadCarry("the carry is not this job's")
         return carry
 

@@ -135,13 +135,15 @@ def run_stage(
     job: dict[str, Any] | None = None
     try:
         with engine.begin() as conn:
-            locked, head = lock_job_with_input(conn, job_id, stage_name)
+            if carry is None:
+                locked, head = lock_job_with_input(conn, job_id, stage_name)
+            else:  # the input is the carry's: the row alone, locked
+                locked, head = jobs.get(conn, job_id, for_update=True), carry.head()
             if locked is not None and carry is not None:
                 if not carried.land(conn, locked, carry):
                     log.info("job %s: stage %s: its carry steps aside (another delivery has "
                              "claimed the job's stages, or it has finished)", job_id, stage_name)
                     return {"job_id": job_id, "stage": stage_name, "skipped": True}
-                head = carry.head()
             before = 0 if locked is None else jobs.stage_restarts(locked, stage_name)
             job = None if locked is None else jobs.claim_stage(
                 conn, job_id, stage_name, claimant, stale_seconds, write=False,
@@ -155,7 +157,7 @@ def run_stage(
             restarted = restarts > before
             interrupted = restarted and restarts > max_restarts
             if interrupted:
-                _stop_interrupted(conn, job_id, stage_name, restarts)
+                _stop_interrupted(conn, job, stage_name, restarts)
             else:
                 log.info("job %s: stage %s started (attempt %d)", job_id, stage_name, attempt)
                 total = jobs.input_count(job, stage_name)
@@ -288,7 +290,9 @@ def _fail_carried(job_id: str, stage_name: str, carry: Carry, failure: StageFail
 INTERRUPTED = "stage_interrupted"
 
 
-def _stop_interrupted(conn: Connection, job_id: str, stage_name: str, restarts: int) -> None:
+def _stop_interrupted(conn: Connection, job: dict[str, Any], stage_name: str,
+                      restarts: int) -> None:
+    job_id = job["id"]
     log.error("job %s: stage %s came back %d times after its worker died; the job is stopped",
               job_id, stage_name, restarts)
     jobs.fail(conn, job_id, stage_name, INTERRUPTED,
@@ -296,7 +300,7 @@ def _stop_interrupted(conn: Connection, job_id: str, stage_name: str, restarts: 
               f"died or stopped, and never finished (a record that crashes the worker process "
               f"does that, and so does a stage killed by the time limit every time). The job "
               f"is stopped rather than retried for ever; its raw batch is kept.",
-              {"restarts": restarts})
+              {"restarts": restarts}, locked=job)
 
 
 def _records_out(output: StageOutput, sink: StageSink) -> int:
@@ -363,8 +367,13 @@ def fail_job(job_id: str, stage_name: str, code: str, message: str,
     is recorded too (unless another delivery has claimed the job's stages)."""
     with db.get_engine().begin() as conn:
         current = jobs.get(conn, job_id, for_update=True)
-        if current is not None and carry is not None:
-            carried.land(conn, current, carry, with_input=False)
+        if current is not None and carry is not None and \
+                not carried.land(conn, current, carry, with_input=False):
+            # Another delivery has claimed the job's stages and redoes the carried ones
+            # by reference: the job is its to finish or fail.
+            log.warning("job %s: stage %s failed (%s) after another delivery had claimed "
+                        "the job's stages; not recorded", job_id, stage_name, code)
+            return
         jobs.fail(conn, job_id, stage_name, code, message, locked=current)
 
 
@@ -381,10 +390,12 @@ def run_celery_stage(task: Any, job_id: str, stage_name: str, step: Step,
     given = _read_carry(job_id, stage_name, carry)
     following = _next_message(task, job_id, stage_name, given) if given is not None else None
     try:
+        # A retry (after a database error) lands its carry and goes by reference, as a
+        # redelivery does: an earlier try may have committed a claim with it.
         summary = run_stage(job_id, stage_name, step, claimant=task.request.id,
                             stale_seconds=stale, redelivered=redelivered,
                             max_restarts=max_restarts, carry=given,
-                            pass_on=following is not None)
+                            pass_on=following is not None and not task.request.retries)
     except (OperationalError, InterfaceError) as exc:
         if _beyond_postgres_limits(exc):  # the same data would fail again: not an outage
             _fail_quietly(job_id, stage_name, VALUE_TOO_LARGE,
@@ -399,7 +410,8 @@ def run_celery_stage(task: Any, job_id: str, stage_name: str, step: Step,
         countdown = min(60.0, 0.5 * 2 ** retries) * random.uniform(0.5, 1.5)
         log.warning("job %s: stage %s: database error, retry %d in %.1fs: %s",
                     job_id, stage_name, retries + 1, countdown, exc.orig)
-        raise task.retry(exc=exc, countdown=countdown) from exc
+        hidden = {} if given is None else {"kwargsrepr": carried.describe(carry)}
+        raise task.retry(exc=exc, countdown=countdown, **hidden) from exc
     except SoftTimeLimitExceeded:
         _fail_quietly(job_id, stage_name, "time_limit", "the stage ran past its time limit",
                       given)

@@ -191,6 +191,9 @@ def test_a_carry_steps_aside_once_another_delivery_has_claimed_the_job(engine):
         run_stage(job_id, "ingest", ingest_step)  # the sweep's delivery, by reference
         assert _run(job_id, "store", carry) == {"job_id": job_id, "stage": "store",
                                                 "skipped": True}
+        # Nor does a carried stage's crash fail the job that delivery is running.
+        fail_job(job_id, "store", "internal_error", "RuntimeError: boom", carry)
+        assert _row(engine, job_id)["status"] == jobs.RUNNING
         row = _row(engine, job_id)
         assert [s["status"] for s in row["stages"]] == [
             jobs.SUCCEEDED, jobs.PENDING, jobs.PENDING, jobs.PENDING]

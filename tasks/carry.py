@@ -133,13 +133,15 @@ def carried_rejects(stage: str, rejected: Sequence[tuple[Rejected, int]]) -> lis
              "reasons": quarantine.jsonable(r.reasons)} for r, offset in rejected]
 
 
-def land(conn: Connection, job: dict[str, Any], carry: Carry, *, with_input: bool = True) -> bool:
+def land(conn: Connection, job: dict[str, Any], carry: Carry) -> bool:
     """Record what the carried stages did, in the caller's transaction: their outcomes on
     `job` (the job row, locked: the caller writes it with the stage's claim, outcome or
-    failure), the records they quarantined, and with `with_input` the carried input as
-    the payload the stage reads. True, writing nothing, when there is nothing to record
-    or it has been recorded already. False, changing nothing, when the job has finished
-    or another delivery of its stages has claimed one."""
+    failure) and the records they quarantined. True, writing nothing, when there is
+    nothing to record or it has been recorded already. False, changing nothing, when the
+    job has finished or another delivery of its stages has claimed one.
+
+    The stage reads its input from the carry (`head`); `keep_input` stores it too, for a
+    stage that commits its claim before its work."""
     if job["status"] in jobs.FINISHED:
         return False
     stages = {s["name"]: s for s in job["stages"]}
@@ -158,10 +160,17 @@ def land(conn: Connection, job: dict[str, Any], carry: Carry, *, with_input: boo
         quarantine.save(conn, job["id"], stage, [
             Rejected(r["index"], r["record"], r["reasons"])
             for r in carry.rejected if r["stage"] == stage])
-    if with_input and carry.input_name != payloads.RAW:  # the raw batch is stored already
-        payloads.save_encoded(conn, job["id"], carry.input_name, 0, carry.records,
-                              carry.body.encode())
     return True
+
+
+def keep_input(conn: Connection, job_id: str, carry: Carry) -> None:
+    """Store the carried input as the payload the stage reads, replacing what an earlier
+    delivery stored: a stage that commits its claim and dies is sent again by the recovery
+    sweep, by reference."""
+    if carry.input_name != payloads.RAW:  # the raw batch is stored already
+        payloads.discard(conn, job_id, [carry.input_name])
+        payloads.save_encoded(conn, job_id, carry.input_name, 0, carry.records,
+                              carry.body.encode())
 
 
 class CarriedSink(StageSink):

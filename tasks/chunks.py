@@ -147,6 +147,11 @@ class StageInput:
         """NUL characters replaced in the raw batch's strings (by chunks())."""
         return sum(self._nul_by_chunk.values())
 
+    def held_chunk(self) -> tuple[int, str] | None:
+        """(seq, text) of the first chunk when this input already holds it (a small head
+        read with the claim, or a carried input), without reading anything."""
+        return self._first if self._fetched else None
+
     def stored(self) -> list[tuple[int, int]]:
         """(seq, record count) of every chunk, in order, without their bodies."""
         head = self._head

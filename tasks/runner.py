@@ -169,6 +169,8 @@ def run_stage(
                                              head, locked=True)
                 else:
                     jobs.write_claim(conn, job)
+                    if carry is not None:
+                        carried.keep_input(conn, job_id, carry)
         if interrupted:
             _count_failure(engine, job, stage_name, started)
             return {"job_id": job_id, "stage": stage_name, "failed": INTERRUPTED}
@@ -191,8 +193,7 @@ def run_stage(
             recorded = jobs.may_record_failure(current, stage_name, attempt, claimed=not short)
             if recorded and short and carry is not None:
                 # The carry it landed was rolled back with the work: landed again.
-                recorded = current is not None and carried.land(conn, current, carry,
-                                                                with_input=False)
+                recorded = current is not None and carried.land(conn, current, carry)
             if recorded:
                 quarantine.save(conn, job_id, stage_name, failure.rejected)
                 jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
@@ -269,7 +270,7 @@ def _fail_carried(job_id: str, stage_name: str, carry: Carry, failure: StageFail
     engine = db.get_engine()
     with engine.begin() as conn:
         current = jobs.get(conn, job_id, for_update=True)
-        recorded = current is not None and carried.land(conn, current, carry, with_input=False)
+        recorded = current is not None and carried.land(conn, current, carry)
         if recorded:
             quarantine.save(conn, job_id, stage_name, [
                 quarantine.Rejected(r.index + offset, r.record, r.reasons)
@@ -368,7 +369,7 @@ def fail_job(job_id: str, stage_name: str, code: str, message: str,
     with db.get_engine().begin() as conn:
         current = jobs.get(conn, job_id, for_update=True)
         if current is not None and carry is not None and \
-                not carried.land(conn, current, carry, with_input=False):
+                not carried.land(conn, current, carry):
             # Another delivery has claimed the job's stages and redoes the carried ones
             # by reference: the job is its to finish or fail.
             log.warning("job %s: stage %s failed (%s) after another delivery had claimed "

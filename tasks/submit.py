@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from celery import Celery, chain
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from tasks.carry import Carry, describe
+from tasks.carry import CARRY_BYTES, Carry, describe
 from tasks.celery_app import PIPELINE_STAGES, TASK_NAMES
 from tasks.storage import jobs, payloads, quarantine
 
@@ -101,18 +102,21 @@ def _insert_job(conn: Connection, job_id: str, kind: str, data_type: str, source
                 as_records: bool, chunk_records: int) -> tuple[dict[str, Any], bytes | None]:
     """The job's row and its raw batch; returns the row, and the batch's JSON text when
     it is one chunk (which may then travel with the first stage's message)."""
-    job = jobs.create(
-        conn, job_id=job_id, kind=kind, data_type=data_type, source=source,
+    create = partial(
+        jobs.create, conn, job_id=job_id, kind=kind, data_type=data_type, source=source,
         stages=list(stages), options=options, records_count=records_count,
-        idempotency_key=idempotency_key, request_hash=request_hash, enqueue_count=1,
-    )
+        idempotency_key=idempotency_key, request_hash=request_hash, enqueue_count=1)
     records = data["records"] if as_records else None
     if records is not None and len(records) > chunk_records:
+        job = create()
         payloads.save(conn, job_id, payloads.RAW, records, chunk=chunk_records)
         return job, None
     # One chunk of records, or a platform's whole response: kept as it came (the ingest
-    # stage's adapter unpacks a response).
+    # stage's adapter unpacks a response). A small one goes in with the job's row.
     body = payloads.encode(records if records is not None else data)
+    if len(body) <= CARRY_BYTES:
+        return create(raw_chunk=(payloads.RAW, records_count, body)), body
+    job = create()
     payloads.save_encoded(conn, job_id, payloads.RAW, 0, records_count, body)
     return job, body
 

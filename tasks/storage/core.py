@@ -129,13 +129,15 @@ def store_chunk(
     payload: str,
     seq: int,
     accepted_at: datetime | None = None,
+    body: str | None = None,
 ) -> StageOutput:
     """`store` of one chunk of canonical records (our process stage's output) that
-    PostgreSQL reads from the claim check itself (upsert_stored)."""
+    PostgreSQL reads from the claim check itself, or from `body` (upsert_stored)."""
     opts = check_options(data_type, options)
     try:
         counts = upsert_stored(conn, data_type, job_id=job_id, payload=payload, seq=seq,
-                               update_existing=opts["upsert"], accepted_at=accepted_at)
+                               update_existing=opts["upsert"], accepted_at=accepted_at,
+                               body=body)
     except TooManyPartitions as exc:
         raise StageFailure("invalid_dates", str(exc), {"field": data_type.date_column}) \
             from None

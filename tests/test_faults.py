@@ -154,8 +154,9 @@ def test_worker_killed_with_sigkill_during_the_store(fresh: FaultStack):
     assert_exactly(fresh, total)
 
 
-def test_redis_restarted_and_emptied_before_a_worker_took_the_job(fresh: FaultStack):
-    records, total = batch("redis")
+@pytest.mark.parametrize("n", [BATCH, 2])  # by reference; small, carried in the messages
+def test_redis_restarted_and_emptied_before_a_worker_took_the_job(fresh: FaultStack, n: int):
+    records, total = batch("redis", n)
     job_id = fresh.submit(records)  # 202 point: the message is only in Redis
     fresh.servers.stop_redis()
     for path in fresh.servers.redis_dir.iterdir():  # emptied: nothing of the queue remains
@@ -172,7 +173,7 @@ def test_redis_restarted_and_emptied_before_a_worker_took_the_job(fresh: FaultSt
     fresh.worker()
     job = fresh.wait_until(job_id, succeeded)
     assert job["enqueue_count"] >= 2  # once at acceptance, again by the sweep
-    assert_exactly(fresh, total)
+    assert_exactly(fresh, total, n)
 
 
 def test_postgresql_restarted_during_a_run(fresh: FaultStack):

@@ -60,11 +60,11 @@ class Carry:
     rejected: list[dict[str, Any]] = field(default_factory=list)  # stage, index, record, reasons
 
     @classmethod
-    def first(cls, job: dict[str, Any], body: bytes) -> Carry | None:
-        """The carry of a job's first stage: its raw batch of one chunk, `body`, when
-        small enough and when the job has more than one stage (a lone stage lands at once,
-        so a carry would save nothing)."""
-        if len(job["stages"]) < 2 or len(body) > CARRY_BYTES:
+    def first(cls, job: dict[str, Any], body: bytes | None) -> Carry | None:
+        """The carry of a job's first stage: its raw batch of one chunk, `body` (None: more
+        chunks), when small enough and when the job has more than one stage (a lone stage
+        lands at once, so a carry would save nothing)."""
+        if body is None or len(job["stages"]) < 2 or len(body) > CARRY_BYTES:
             return None
         essentials = {name: job[name] for name in _JOB_FIELDS}
         essentials["id"] = str(essentials["id"])

@@ -148,9 +148,12 @@ class StageInput:
         return sum(self._nul_by_chunk.values())
 
     def held_chunk(self) -> tuple[int, str] | None:
-        """(seq, text) of the first chunk when this input already holds it (a small head
-        read with the claim, or a carried input), without reading anything."""
-        return self._first if self._fetched else None
+        """(seq, text) of the first chunk when it came with the head (a small one read
+        with the claim, or a carried input), without reading anything."""
+        head = self._head
+        if head is None or head.seq is None or head.body is None:
+            return None
+        return head.seq, head.body
 
     def stored(self) -> list[tuple[int, int]]:
         """(seq, record count) of every chunk, in order, without their bodies."""

@@ -139,8 +139,7 @@ def run_stage(
                 locked, head = lock_job_with_input(conn, job_id, stage_name)
             else:  # the input is the carry's: the row alone, locked
                 locked, head = jobs.get(conn, job_id, for_update=True), carry.head()
-            if locked is not None and carry is not None:
-                if not carried.land(conn, locked, carry):
+                if locked is not None and not carried.land(conn, locked, carry):
                     log.info("job %s: stage %s: its carry steps aside (another delivery has "
                              "claimed the job's stages, or it has finished)", job_id, stage_name)
                     return {"job_id": job_id, "stage": stage_name, "skipped": True}
@@ -235,8 +234,10 @@ def _run_carried(job_id: str, stage_name: str, step: Step,
         try:
             output = step(conn, job, source, sink)
         except StageFailure as failure:
-            sink.reject(failure.rejected)
-            return _fail_carried(job_id, stage_name, carry, failure, sink, started)
+            # As by reference, where the failure rolls back what the sink took: only the
+            # records the failure names are quarantined.
+            return _fail_carried(job_id, stage_name, carry, failure,
+                                 [(r, 0) for r in failure.rejected], started)
     if source.nul_replaced:
         log.warning("job %s: %d NUL characters in the batch replaced by U+FFFD",
                     job_id, source.nul_replaced)
@@ -244,7 +245,8 @@ def _run_carried(job_id: str, stage_name: str, step: Step,
     sink.write(output.records)
     sink.reject(output.rejected)
     if output.failure is not None:
-        return _fail_carried(job_id, stage_name, carry, output.failure, sink, started)
+        return _fail_carried(job_id, stage_name, carry, output.failure, sink.quarantined,
+                             started)
     records_out = _records_out(output, sink)
     following = carry.passed_on(
         {"name": stage_name, "started_at": started_at,
@@ -265,8 +267,10 @@ def _run_carried(job_id: str, stage_name: str, step: Step,
 
 
 def _fail_carried(job_id: str, stage_name: str, carry: Carry, failure: StageFailure,
-                  sink: CarriedSink, started: float) -> dict[str, Any]:
-    """A carried stage's failure, recorded with what the stages before it did."""
+                  refused: list[tuple[quarantine.Rejected, int]],
+                  started: float) -> dict[str, Any]:
+    """A carried stage's failure, recorded with what the stages before it did; `refused`:
+    the stage's own quarantined records, each with its chunk's offset."""
     engine = db.get_engine()
     with engine.begin() as conn:
         current = jobs.get(conn, job_id, for_update=True)
@@ -274,7 +278,7 @@ def _fail_carried(job_id: str, stage_name: str, carry: Carry, failure: StageFail
         if recorded:
             quarantine.save(conn, job_id, stage_name, [
                 quarantine.Rejected(r.index + offset, r.record, r.reasons)
-                for r, offset in sink.quarantined])
+                for r, offset in refused])
             jobs.fail(conn, job_id, stage_name, failure.code, failure.message,
                       failure.details, failure.result, locked=current)
     if not recorded:
@@ -448,15 +452,12 @@ def _next_message(task: Any, job_id: str, stage_name: str,
     """The chain's next message, as a dict this task may add a carry to: when it is the
     job's next stage (not a chain of someone else's making)."""
     chain = getattr(task.request, "chain", None)
-    if not chain or not isinstance(chain[-1], dict):
-        return None
     names = carry.job["stages"]
-    position = names.index(stage_name) if stage_name in names else len(names)
-    if position + 1 >= len(names):
+    if not chain or not isinstance(chain[-1], dict) or stage_name not in names[:-1]:
         return None
     following = chain[-1]
-    if following.get("task") != TASK_NAMES.get(names[position + 1]) or \
-            list(following.get("args") or [])[:1] != [job_id]:
+    expected = TASK_NAMES.get(names[names.index(stage_name) + 1])
+    if following.get("task") != expected or list(following.get("args") or [])[:1] != [job_id]:
         return None
     return following
 

@@ -81,8 +81,7 @@ def accept(
         if existing is None:
             raise
         return {**existing, "replayed": True}
-    enqueue(engine, celery_app, job_id, stages, counted=True,
-            carry=Carry.first(job, body) if body is not None else None)
+    enqueue(engine, celery_app, job_id, stages, counted=True, carry=Carry.first(job, body))
     return {**job, "replayed": False}
 
 
@@ -239,5 +238,5 @@ def replay(
         )
         quarantine.mark_replayed(conn, job_id, new_id)
     enqueue(engine, celery_app, new_id, PIPELINE_STAGES, counted=True,
-            carry=Carry.first(job, body) if body is not None else None)
+            carry=Carry.first(job, body))
     return {**job, "replayed": False}

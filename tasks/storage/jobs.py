@@ -89,23 +89,22 @@ def create(
     JSON text) of a batch of one chunk, stored in the same statement: one round trip
     where the job and a COPY took three (the text travels in the SQL, which PostgreSQL's
     lexer reads byte by byte: for small batches only)."""
-    statement = insert(jobs_table).values(
+    created = insert(jobs_table).values(
         id=job_id, kind=kind, status=QUEUED, data_type=data_type, source=source,
         options=options, stages=[new_stage(s) for s in stages], records_count=records_count,
         idempotency_key=idempotency_key, request_hash=request_hash,
         enqueue_count=enqueue_count,
     ).returning(*jobs_table.c)
-    if raw_chunk is not None:
-        name, count, body = raw_chunk
-        job = statement.cte("job")
-        chunk = insert(payloads_table).from_select(
-            ["job_id", "name", "seq", "record_count", "body"],
-            select(job.c.id, literal(name, Text), literal(0, Integer), literal(count, Integer),
-                   literal(body.decode(), Text)),
-        ).cte("chunk")
-        statement = select(job).add_cte(chunk)  # type: ignore[assignment]
-    row = conn.execute(statement).mappings().one()
-    return dict(row)
+    if raw_chunk is None:
+        return dict(conn.execute(created).mappings().one())
+    name, count, body = raw_chunk
+    job = created.cte("job")
+    chunk = insert(payloads_table).from_select(
+        ["job_id", "name", "seq", "record_count", "body"],
+        select(job.c.id, literal(name, Text), literal(0, Integer), literal(count, Integer),
+               literal(body.decode(), Text)),
+    ).cte("chunk")
+    return dict(conn.execute(select(job).add_cte(chunk)).mappings().one())
 
 
 def get(conn: Connection, job_id: str, for_update: bool = False) -> dict[str, Any] | None:

@@ -69,6 +69,10 @@ def worker_command(beat: bool = True, env: Mapping[str, str] | None = None) -> l
     command = [
         sys.executable, "-m", "celery", "-A", "webapp.make_celery", "worker",
         "-Q", "pipeline,store", "--loglevel=INFO",
+        # Nothing here uses what gossip and mingle share between workers (revoked task
+        # ids, clock sync). With task events on (Flower), gossip has every worker read
+        # every other worker's events; mingle holds a worker's start for a second.
+        "--without-gossip", "--without-mingle",
         "-c", env.get("WORKER_CONCURRENCY", "2"),
     ]
     if beat:  # the recovery sweep; run it in one worker only

@@ -94,6 +94,7 @@ def make_celery(settings: Settings, task_cls: str | type = "celery.app.task:Task
     """A Celery app for `settings`; also configures this process's database engine."""
     if settings.database_url:
         db.configure(settings.database_url)
+    logs.celery_task_lines(settings.task_log_lines)
     app = Celery("pipeline", task_cls=task_cls, include=list(TASK_MODULES))
     app.conf.update(celery_config(settings))
     return app

@@ -137,6 +137,18 @@ def configure_logging(json_lines: bool, level: int = logging.INFO) -> None:
     install(root, json_lines)
 
 
+# Where Celery logs, at INFO, each task it receives and each task that succeeds (failures
+# are logged at ERROR and stay).
+CELERY_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
+
+def celery_task_lines(on: bool) -> None:
+    """Celery's per-task INFO lines on or off in this process. Celery reads the level
+    once, when the worker starts, and then skips even building an unwanted line."""
+    for name in CELERY_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if on else logging.WARNING)
+
+
 def json_mode() -> bool:
     """The format chosen by the last `configure_logging` of this process."""
     return _json_mode

@@ -225,7 +225,6 @@ def _run_carried(job_id: str, stage_name: str, step: Step,
     the next stage's carry; None when that would be too big to carry."""
     started, started_at = time.perf_counter(), jobs.isoformat(jobs.utcnow())
     job = carry.job_row()
-    log.info("job %s: stage %s started (input carried)", job_id, stage_name)
     # Reads only (the process stage's lookups), each a statement of its own.
     with (db.autocommit_engine().connect() as conn,
           progress.Tracker(job_id, stage_name, 1, carry.records, write_row=False)):
@@ -261,7 +260,9 @@ def _run_carried(job_id: str, stage_name: str, step: Step,
     stats.record_after(db.get_engine(), stage=stage_name, data_type=job["data_type"],
                        outcome=stats.SUCCEEDED, records_in=output.records_in,
                        records_out=records_out, seconds=time.perf_counter() - started)
-    log.info("job %s: stage %s succeeded (output carried)", job_id, stage_name)
+    # One line for a stage of a millisecond: its start would say nothing more.
+    log.info("job %s: stage %s succeeded (output carried) in %.1f ms", job_id, stage_name,
+             1000 * (time.perf_counter() - started))
     return {"job_id": job_id, "stage": stage_name, "records_out": sink.written,
             "carry": following.to_message()}
 

@@ -99,6 +99,10 @@ class Settings:
     # Celery task events from the start (else only while Flower, or `celery control
     # enable_events`, asks for them): about 3 publishes per task, a tenth of a short job.
     task_events: bool = False
+    # Celery's own "received" and "succeeded" line for every task. Our stage lines say
+    # the same with the job named; off, a one-record job writes 5 lines instead of 16
+    # and spends 5-10 % less CPU.
+    task_log_lines: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -122,6 +126,7 @@ class Settings:
             log_json=env.get("LOG_FORMAT", "").strip().lower() == "json",
             progress_event_min_records=_int(env, "PROGRESS_EVENT_MIN_RECORDS", 1000),
             task_events=_flag(env, "TASK_EVENTS"),
+            task_log_lines=_flag(env, "TASK_LOG_LINES"),
         )
 
     def require_services(self) -> None:

@@ -106,9 +106,11 @@ def _run_until_this_worker_ran_a_stage(app, log_path, limit: int = 20) -> set[st
 
 @pytest.fixture
 def worker_log(request, app, service_env, tmp_path):  # type: ignore[no-untyped-def]
-    """A worker of its own with LOG_FORMAT as the test's parameter; yields its log file."""
+    """A worker of its own with LOG_FORMAT as the test's parameter (or (LOG_FORMAT, more
+    environment)); yields its log file."""
+    log_format, more = request.param if isinstance(request.param, tuple) else (request.param, {})
     log_path = tmp_path / "worker.log"
-    env = {**service_env, "LOG_FORMAT": request.param}
+    env = {**service_env, "LOG_FORMAT": log_format, **more}
     process = start_worker(env, log_path, concurrency=1)
     try:
         _run_until_this_worker_ran_a_stage(app, log_path)
@@ -117,7 +119,7 @@ def worker_log(request, app, service_env, tmp_path):  # type: ignore[no-untyped-
     return log_path
 
 
-@pytest.mark.parametrize("worker_log", ["json"], indirect=True)
+@pytest.mark.parametrize("worker_log", [("json", {"TASK_LOG_LINES": "1"})], indirect=True)
 def test_the_worker_logs_json_lines_with_the_job_on_each_stage_line(worker_log):
     records: list[dict[str, Any]] = []
     for line in worker_log.read_text().splitlines():
@@ -134,6 +136,19 @@ def test_the_worker_logs_json_lines_with_the_job_on_each_stage_line(worker_log):
     traced = [r for r in records if r["logger"] == "celery.app.trace"
               and " succeeded in " in r["message"]]
     assert traced and all(r.get("job_id") for r in traced)
+
+
+@pytest.mark.parametrize("worker_log", ["text"], indirect=True)
+def test_the_worker_logs_one_line_per_carried_stage_and_no_celery_task_lines(worker_log):
+    """By default: Celery's received/succeeded line per task is off (TASK_LOG_LINES), and
+    a carried stage of a millisecond gets one line, with its duration."""
+    text = worker_log.read_text()
+    assert JOB_LINE.search(text)
+    for logger in logs.CELERY_TASK_LOGGERS:
+        assert f" INFO {logger}" not in text
+    assert "started (input carried)" not in text
+    carried = re.findall(r"stage \w+ succeeded \(output carried\)(.*)", text)
+    assert all(re.fullmatch(r" in \d+\.\d ms", tail) for tail in carried), carried
 
 
 @pytest.mark.parametrize("worker_log", ["text"], indirect=True)

@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 from sqlalchemy import text
 
-from tasks.storage import db
+from tasks.storage import db, jobs
 from tests.helpers import close_job, stored_job
 
 
@@ -94,3 +94,32 @@ def test_a_worker_statement_cannot_outlast_the_stage_time_limit(engine):  # type
     assert timeout == f"{db.WORKER_STATEMENT_SECONDS // 60}min"
     soft_limit = celery_config(Settings.from_env({}))["task_soft_time_limit"]
     assert db.WORKER_STATEMENT_SECONDS < soft_limit
+
+
+def test_json_columns_keep_what_orjson_cannot_read_or_write(engine):  # type: ignore[no-untyped-def]
+    # JSON columns go through orjson (db.json_text / json_value), which stops at 64-bit
+    # integers and 254 levels of nesting; the standard library takes over past that.
+    wide, deep = 2**70 + 1, [[[1]]]
+    for _ in range(300):
+        deep = [deep]
+    options = {"wide": wide, "negative": -wide, "deep": deep, "plain": 1.5, "text": "é"}
+    job = stored_job(engine, [{"campaign_id": "json-1"}], ["ingest"], options=options)
+    try:
+        with engine.connect() as conn:
+            stored = jobs.get(conn, job)["options"]  # type: ignore[index]
+            as_text = conn.execute(text("SELECT options::text FROM pipeline_jobs WHERE id = :id"),
+                                   {"id": job}).scalar_one()
+        assert {k: stored[k] for k in options} == options
+        assert str(wide) in as_text
+    finally:
+        close_job(engine, job)
+
+
+def test_json_text_and_value_are_json_both_ways():
+    assert db.json_value(db.json_text({"a": [1, 2.5, None, True], 3: "x"})) == \
+        {"a": [1, 2.5, None, True], "3": "x"}
+    assert db.json_value("100000000000000000000001") == 10**23 + 1
+    assert db.json_value('{"n": -9223372036854775809}') == {"n": -(2**63) - 1}
+    assert db.json_value('{"n": 9223372036854775807, "f": 0.5}') == {"n": 2**63 - 1, "f": 0.5}
+    with pytest.raises(TypeError):
+        db.json_text({"a": object()})

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -30,6 +33,34 @@ WORKER_STATEMENT_SECONDS = 1200
 
 class DatabaseNotConfigured(RuntimeError):
     pass
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's value as text, with orjson: the job row's stages (a validation
+    report of kilobytes) are written at every stage and read at every poll, and the
+    standard library took four times as long."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        # What orjson does not write (an integer wider than 64 bits, nesting past 254
+        # levels), the standard library does; what neither writes fails as before.
+        return json.dumps(value)
+
+
+# orjson reads an integer wider than 64 bits as a float, silently; jsonb keeps it exact.
+# Such a number has 19 digits or more (so may a long fraction, or a string of digits:
+# they only take the slower reader).
+_WIDE_NUMBER = re.compile(r"\d{19}")
+
+
+def json_value(text: str) -> Any:
+    """A JSON column's text as Python values (see `json_text`)."""
+    if _WIDE_NUMBER.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:  # nested deeper than orjson reads
+            pass
+    return json.loads(text)
 
 
 def configure(url: str, pre_ping: bool = True, relaxed_commit: bool = False) -> Engine:
@@ -73,7 +104,7 @@ def _create(url: str, pre_ping: bool, relaxed_commit: bool, **options: Any) -> E
         connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10,
                             keepalives_count=3)
     engine = create_engine(url, pool_size=5, max_overflow=10, connect_args=connect_args,
-                           **options)
+                           json_serializer=json_text, json_deserializer=json_value, **options)
     if pre_ping:
         _ping_idle_connections(engine)
     return engine

@@ -70,6 +70,20 @@ def new_stage(name: str) -> dict[str, Any]:
     }
 
 
+_CREATED_COLUMNS = ("id", "kind", "status", "data_type", "source", "options", "stages",
+                    "records_count", "idempotency_key", "request_hash", "enqueue_count")
+_CREATE = insert(jobs_table).values(
+    {name: bindparam(name, type_=jobs_table.c[name].type) for name in _CREATED_COLUMNS}
+).returning(*jobs_table.c)
+# The job and its raw batch's one chunk in one statement (see `create`).
+_NEW_JOB = _CREATE.cte("job")
+_CREATE_WITH_CHUNK = select(_NEW_JOB).add_cte(insert(payloads_table).from_select(
+    ["job_id", "name", "seq", "record_count", "body"],
+    select(_NEW_JOB.c.id, bindparam("chunk_name", type_=Text), literal(0, Integer),
+           bindparam("chunk_records", type_=Integer), bindparam("chunk_body", type_=Text)),
+).cte("chunk"))
+
+
 def create(
     conn: Connection,
     *,
@@ -89,22 +103,18 @@ def create(
     JSON text) of a batch of one chunk, stored in the same statement: one round trip
     where the job and a COPY took three (the text travels in the SQL, which PostgreSQL's
     lexer reads byte by byte: for small batches only)."""
-    created = insert(jobs_table).values(
-        id=job_id, kind=kind, status=QUEUED, data_type=data_type, source=source,
-        options=options, stages=[new_stage(s) for s in stages], records_count=records_count,
-        idempotency_key=idempotency_key, request_hash=request_hash,
-        enqueue_count=enqueue_count,
-    ).returning(*jobs_table.c)
+    values = {
+        "id": job_id, "kind": kind, "status": QUEUED, "data_type": data_type,
+        "source": source, "options": options, "stages": [new_stage(s) for s in stages],
+        "records_count": records_count, "idempotency_key": idempotency_key,
+        "request_hash": request_hash, "enqueue_count": enqueue_count,
+    }
     if raw_chunk is None:
-        return dict(conn.execute(created).mappings().one())
+        return dict(conn.execute(_CREATE, values).mappings().one())
     name, count, body = raw_chunk
-    job = created.cte("job")
-    chunk = insert(payloads_table).from_select(
-        ["job_id", "name", "seq", "record_count", "body"],
-        select(job.c.id, literal(name, Text), literal(0, Integer), literal(count, Integer),
-               literal(body.decode(), Text)),
-    ).cte("chunk")
-    return dict(conn.execute(select(job).add_cte(chunk)).mappings().one())
+    return dict(conn.execute(_CREATE_WITH_CHUNK, {
+        **values, "chunk_name": name, "chunk_records": count, "chunk_body": body.decode(),
+    }).mappings().one())
 
 
 def get(conn: Connection, job_id: str, for_update: bool = False) -> dict[str, Any] | None:

@@ -41,9 +41,11 @@ WARMUP = 10
 
 
 class Timings(list[float]):
-    """Seconds per job, and the machine's busy CPU seconds per job while they ran."""
+    """Seconds per job, and the machine's busy CPU seconds per job while they ran (and
+    the way's own processes' CPU seconds, when the way can tell them)."""
 
     busy = 0.0
+    own = 0.0
 
     @property
     def cpu_per_job(self) -> float:
@@ -59,11 +61,13 @@ def busy_seconds() -> float:
 
 @dataclass
 class Way:
-    """One way of running a job: `run(n)` runs job number n; `events`: task events on."""
+    """One way of running a job: `run(n)` runs job number n; `events`: task events on;
+    `cpu()`: the CPU seconds its own processes have spent so far."""
 
     name: str
     run: Callable[[int], None]
     events: bool = False
+    cpu: Callable[[], float] | None = None
 
 
 def take_turns(ways: list[Way], set_events: Callable[[bool], None]) -> dict[str, Timings]:
@@ -79,7 +83,7 @@ def take_turns(ways: list[Way], set_events: Callable[[bool], None]) -> dict[str,
                 events = way.events
             count = WARMUP if round_ < 0 else JOBS // ROUNDS + (round_ < JOBS % ROUNDS)
             block: list[float] = []
-            busy = busy_seconds()
+            busy, own = busy_seconds(), way.cpu() if way.cpu else 0.0
             for n in range(done[way.name], done[way.name] + count):
                 started = time.perf_counter()
                 way.run(n)
@@ -88,6 +92,8 @@ def take_turns(ways: list[Way], set_events: Callable[[bool], None]) -> dict[str,
             if round_ >= 0:
                 timings[way.name] += block
                 timings[way.name].busy += busy_seconds() - busy
+                if way.cpu:
+                    timings[way.name].own += way.cpu() - own
     if events:
         set_events(False)
     return timings

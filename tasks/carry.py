@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy.engine import Connection
 
+from tasks import jsontext
 from tasks.chunks import InputHead, StageSink
-from tasks.coerce import json_default
 from tasks.storage import jobs, payloads, quarantine
 from tasks.storage.quarantine import Rejected
 
@@ -116,15 +115,15 @@ class Carry:
         rules)."""
         done = [*self.done, _plain(outcome)]
         refused = [*self.rejected, *rejected]
-        if len(body) + len(orjson.dumps(refused)) > CARRY_BYTES or \
-                len(orjson.dumps(done)) > CARRY_BYTES:
+        if len(body) + len(jsontext.dumps(refused)) > CARRY_BYTES or \
+                len(jsontext.dumps(done)) > CARRY_BYTES:
             return None
         return Carry(self.job, outcome["name"], body.decode(), records, done, refused)
 
 
 def _plain(value: Any) -> Any:
     """`value` in JSON's own types, as the broker's JSON carries it."""
-    return orjson.loads(orjson.dumps(value, default=json_default))
+    return jsontext.plain(value)
 
 
 def carried_rejects(stage: str, rejected: Sequence[tuple[Rejected, int]]) -> list[dict[str, Any]]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
-import orjson
 from sqlalchemy import BigInteger, Integer, Text, bindparam, column, func, select, text
 from sqlalchemy.engine import Connection
 
-from tasks import progress
+from tasks import jsontext, progress
 from tasks.nul import without_nul
 from tasks.stage import StageOutput
 from tasks.storage import payloads, quarantine
@@ -173,7 +172,7 @@ class StageInput:
         offset = 0
         seq, body = self._first
         while True:
-            chunk = orjson.loads(body)
+            chunk = jsontext.loads(body)
             # A NUL can only be there as the JSON escape: a cheap test of the text first.
             if self.name == payloads.RAW and "\\u0000" in body:
                 chunk, self._nul_by_chunk[seq] = without_nul(chunk)

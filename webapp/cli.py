@@ -25,6 +25,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from tasks import jsontext
 from tasks.celery_app import PIPELINE_STAGES
 from tasks.datatypes import DATA_TYPES, UnknownDataType, get_data_type
 from tasks.ingestion.adapters import UnknownSource, UnsupportedDataType, get_adapter
@@ -114,8 +115,8 @@ def _submit_json(raw: bytes, data_type: str | None, source: str | None) -> dict[
     """A JSON list of records, {"records": [...]}, a platform's response, or a whole request
     body as the API takes it (its data_type, source and options used unless given here)."""
     try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        document = jsontext.loads(raw)
+    except jsontext.DecodeError as exc:
         raise click.ClickException(f"not valid JSON: {exc}") from None
     body: dict[str, Any]
     if isinstance(document, Mapping) and "data" in document and "data_type" in document:

@@ -15,6 +15,7 @@ from flask import request
 from flask.json.provider import JSONProvider
 from marshmallow import Schema, ValidationError
 
+from tasks import jsontext
 from webapp.errors import ApiError
 
 
@@ -40,7 +41,7 @@ class OrjsonProvider(JSONProvider):
         return dumps(obj).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        return orjson.loads(s)
+        return jsontext.loads(s)
 
 
 def dumps(obj: Any) -> bytes:
@@ -62,8 +63,8 @@ def json_body() -> Any:
                             f"{request.mimetype or 'none'}")
     raw = request.get_data(cache=False)
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return jsontext.loads(raw)  # integers wider than 64 bits kept exact
+    except jsontext.DecodeError as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
 
 

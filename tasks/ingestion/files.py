@@ -19,7 +19,7 @@ import io
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-import orjson
+from tasks import jsontext
 
 _BOM = codecs.BOM_UTF8
 
@@ -57,8 +57,8 @@ def iter_ndjson_records(
         if not line or line.isspace():
             continue
         try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
+            record = jsontext.loads(line)
+        except jsontext.DecodeError as exc:
             raise NdjsonFormatError(number, f"not valid JSON: {exc}") from None
         if not isinstance(record, dict):
             raise NdjsonFormatError(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,8 @@ import orjson
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
+
+from tasks import jsontext
 
 _engines: dict[str, Engine] = {}
 _autocommit: dict[int, Engine] = {}
@@ -47,20 +48,9 @@ def json_text(value: Any) -> str:
         return json.dumps(value)
 
 
-# orjson reads an integer wider than 64 bits as a float, silently; jsonb keeps it exact.
-# Such a number has 19 digits or more (so may a long fraction, or a string of digits:
-# they only take the slower reader).
-_WIDE_NUMBER = re.compile(r"\d{19}")
-
-
 def json_value(text: str) -> Any:
-    """A JSON column's text as Python values (see `json_text`)."""
-    if _WIDE_NUMBER.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:  # nested deeper than orjson reads
-            pass
-    return json.loads(text)
+    """A JSON column's text as Python values (integers wider than 64 bits exact)."""
+    return jsontext.loads(text)
 
 
 def configure(url: str, pre_ping: bool = True, relaxed_commit: bool = False) -> Engine:

@@ -11,13 +11,12 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import orjson
 from psycopg2 import sql
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from tasks.coerce import json_default
+from tasks import jsontext
 from tasks.storage import db
 from tasks.storage.schema import payloads_table
 
@@ -27,7 +26,7 @@ DEFAULT_CHUNK = 10_000
 
 def encode(records: Sequence[Any]) -> bytes:
     """Records as the UTF-8 JSON text a chunk's body holds."""
-    return orjson.dumps(records, default=json_default)
+    return jsontext.dumps(records)
 
 
 # Binary COPY: the signature, no flags, no header extension; and the end-of-data marker.
@@ -120,7 +119,7 @@ def load(conn: Connection, job_id: str, name: str) -> list[Any]:
     )
     records: list[Any] = []
     for (body,) in conn.execute(query):
-        records.extend(orjson.loads(body))
+        records.extend(jsontext.loads(body))
     return records
 
 

@@ -19,12 +19,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from psycopg2 import sql
 from sqlalchemy.engine import Connection
 
+from tasks import jsontext
 from tasks.chunks import StageInput
-from tasks.coerce import json_default
 from tasks.storage import db
 
 
@@ -50,7 +49,7 @@ def key_text(key: Any) -> str | None:
     parts = [_tagged(v) for v in key] if isinstance(key, tuple) else [_tagged(key)]
     if any(tag == "nan" for tag, _ in parts):
         return None
-    return orjson.dumps(parts, default=json_default, option=orjson.OPT_SORT_KEYS).decode()
+    return jsontext.dumps(parts, sort_keys=True).decode()
 
 
 class RepeatedKeys:

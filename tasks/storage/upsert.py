@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 from psycopg2 import sql
 from sqlalchemy.engine import Connection
 
-from tasks.coerce import json_default, to_date
+from tasks import jsontext
+from tasks.coerce import to_date
 from tasks.datatypes import (
     BOOLEAN,
     DATE,
@@ -66,7 +66,7 @@ def _copy_rows(records: Sequence[dict[str, Any]], columns: Sequence[str],
         for i in json_columns:
             value = row[i]
             if value is not None:
-                row[i] = orjson.dumps(value, default=json_default).decode()
+                row[i] = jsontext.dumps(value).decode()
         writer.writerow(row)
     buffer.seek(0)
     return buffer

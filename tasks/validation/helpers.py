@@ -10,8 +10,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import orjson
-
+from tasks import jsontext
 from tasks.coerce import CONVERTERS, CoercionError
 from tasks.datatypes import DATETIME
 
@@ -30,7 +29,7 @@ def as_text(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
+        return jsontext.dumps(value).decode()
     return str(value)
 
 

@@ -6,10 +6,10 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from flask import Blueprint, current_app, request, url_for
 from marshmallow import Schema
 
+from tasks import jsontext
 from tasks.celery_app import PIPELINE_STAGES
 from tasks.datatypes import DATA_TYPES, UnknownDataType, get_data_type
 from tasks.ingestion.adapters import (
@@ -114,7 +114,7 @@ def _idempotency(kind: str, body: dict[str, Any]) -> tuple[str | None, str | Non
     if not key.isprintable():  # a NUL (PostgreSQL cannot store it) or another control
         raise ApiError(422, "Idempotency-Key must be printable text, without control "
                        "characters", details={"field": "Idempotency-Key"})
-    canonical = orjson.dumps({"kind": kind, "body": body}, option=orjson.OPT_SORT_KEYS)
+    canonical = jsontext.dumps({"kind": kind, "body": body}, sort_keys=True)
     return key, hashlib.sha256(canonical).hexdigest()
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from tasks import jsontext
 from tasks.coerce import OutOfRange, to_decimal
 from tasks.ingestion.adapters.base import PlatformAdapter, list_under
 
@@ -129,7 +130,7 @@ def _action_values(actions: Any, field: str) -> dict[str, Any]:
     """{action_type: value} from Meta's list, an already-keyed object, or JSON text of either."""
     if isinstance(actions, str | bytes):
         try:
-            actions = orjson.loads(actions) if actions.strip() else []
+            actions = jsontext.loads(actions) if actions.strip() else []
         except orjson.JSONDecodeError:
             raise ValueError(f"{field} is not a list of actions: {actions!r}") from None
     if isinstance(actions, Mapping):

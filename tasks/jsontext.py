@@ -11,6 +11,7 @@ the standard library, and only what orjson refuses is written by it.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import date, datetime, time
 from typing import Any
@@ -36,19 +37,28 @@ def may_hold_wide_integer(text: bytes | str) -> bool:
     return _WIDE in raw.translate(_DIGITS_ONLY)
 
 
-def _no_constant(name: str) -> Any:
-    raise DecodeError(f"{name} is not JSON", name, 0)
-
-
 def loads(text: bytes | str) -> Any:
-    """JSON text as Python values, integers exact; raises DecodeError on malformed text,
-    NaN and Infinity included (as orjson does)."""
+    """JSON text as Python values, integers exact; raises DecodeError on malformed text.
+    What orjson refuses is refused (NaN, 1e999, a lone surrogate, a byte-order mark)."""
+    value = orjson.loads(text)
     if not may_hold_wide_integer(text):
-        return orjson.loads(text)
+        return value
+    # Read again, exactly: orjson has checked the text (the slow path is rare).
     try:
-        return json.loads(text, parse_constant=_no_constant)
-    except (UnicodeDecodeError, RecursionError) as exc:
-        raise DecodeError(f"not valid JSON: {type(exc).__name__}", "", 0) from None
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # e.g. past Python's 4,300 digits
+        raise DecodeError(f"not valid JSON: {exc}", "", 0) from None
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities as None, as orjson writes them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _native(default: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -96,7 +106,7 @@ def dumps(value: Any, default: Callable[[Any], Any] = json_default,
         if _deeper_than(value, ORJSON_MAX_DEPTH):
             raise orjson.JSONEncodeError("Recursion limit reached") from None
         try:
-            return json.dumps(value, default=_native(default), ensure_ascii=False,
+            return json.dumps(_finite(value), default=_native(default), ensure_ascii=False,
                               separators=(",", ":"), allow_nan=False,
                               sort_keys=sort_keys).encode()
         except (TypeError, ValueError, RecursionError):

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+from tasks import jsontext
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s%(job_context)s: %(message)s"
 # Attributes every LogRecord has; anything else on a record came as `extra=` and is kept.
@@ -109,7 +109,7 @@ class JsonFormatter(logging.Formatter):
             line["exc_info"] = record.exc_text
         if record.stack_info:
             line["stack_info"] = record.stack_info
-        return orjson.dumps(line, default=str).decode()
+        return jsontext.dumps(line, default=str).decode()
 
 
 def formatter(json_lines: bool) -> logging.Formatter:

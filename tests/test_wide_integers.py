@@ -24,6 +24,35 @@ def test_loads_keeps_wide_integers_and_refuses_what_orjson_refuses():
             jsontext.loads(bad)
 
 
+@pytest.mark.parametrize("text", [
+    "[" + "1" * 5000 + "]",  # past Python's 4,300 digits
+    '{"x": 1e999, "p": "1234567890123456789"}',
+    '["\\ud800", 1234567890123456789012]',
+    b"\xef\xbb\xbf[1234567890123456789012]",
+], ids=["huge", "infinite", "surrogate", "bom"])
+def test_the_exact_reader_refuses_what_orjson_refuses(text):
+    """The slow path (19 digits in a row) accepts nothing the fast one would refuse."""
+    with pytest.raises(jsontext.DecodeError):
+        jsontext.loads(text)
+
+
+def test_wide_integers_in_rules_filters_and_unique_keys_are_values_like_any(engine):
+    from tasks.datatypes import get_data_type
+    from tasks.storage.cursor import query_digest
+    from tasks.validation.compile import compile_rules
+    from tasks.validation.core import validate
+
+    data_type = get_data_type("campaign_performance")
+    compile_rules(data_type, {"rules": [
+        {"rule": "allowed_values", "field": "campaign_id", "values": [WIDE]}]})
+    assert query_digest({"filters": {"spend": {"gte": WIDE}}}) != \
+        query_digest({"filters": {"spend": {"gte": WIDE + 1}}})
+    records = [{"campaign_id": f"u{i}", "date": "2025-03-01", "ref": {"id": WIDE}}
+               for i in range(2)]
+    output = validate(records, data_type, {"rules": [{"rule": "unique", "field": "ref"}]})
+    assert len(output.rejected) == 2  # the same key twice
+
+
 def test_dumps_writes_wide_integers_as_orjson_writes_the_rest():
     from datetime import date
     from decimal import Decimal
@@ -32,8 +61,8 @@ def test_dumps_writes_wide_integers_as_orjson_writes_the_rest():
     text = jsontext.dumps(value, sort_keys=True)
     assert text == b'{"a":["1.10","2025-03-01",null,"\xc3\xa9"],"b":' + str(WIDE).encode() + b"}"
     assert jsontext.plain(value) == {"b": WIDE, "a": ["1.10", "2025-03-01", None, "é"]}
-    with pytest.raises(TypeError):
-        jsontext.dumps({"id": WIDE, "nan": float("nan")})
+    assert jsontext.dumps([WIDE, float("nan"), float("inf")]) == \
+        f"[{WIDE},null,null]".encode()  # as orjson writes them
     deep: list = []
     for _ in range(300):
         deep = [deep]

@@ -366,8 +366,8 @@ def parse_filters(items: Iterable[str]) -> dict[str, Any]:
             raise click.BadParameter(f"{item!r} is not key=value", param_hint="--filter")
         if value[:1] in ("{", "["):
             try:
-                filters[key] = orjson.loads(value)
-            except orjson.JSONDecodeError as exc:
+                filters[key] = jsontext.loads(value)
+            except jsontext.DecodeError as exc:
                 raise click.BadParameter(f"{key}: not valid JSON: {exc}",
                                          param_hint="--filter") from None
         elif key == "date_range" and ".." in value:

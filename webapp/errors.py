@@ -58,7 +58,10 @@ def register_error_handlers(app: Flask) -> None:
     def _unstorable(exc: orjson.JSONEncodeError):  # type: ignore[no-untyped-def]
         # Raised where the request's data is written as JSON (the raw batch, the request's
         # hash): what orjson parsed it cannot write, i.e. nesting past its 254 levels.
-        # (Responses fall back to the standard library: see webapp/jsonio.py.)
+        # (Responses fall back to the standard library: see webapp/jsonio.py.) orjson's
+        # error is TypeError itself: any other TypeError is a bug, answered as one.
+        if "Recursion limit" not in str(exc):
+            return _unexpected(exc)
         message = (f"the request's data cannot be stored as JSON ({exc}): objects and lists "
                    f"may nest about 250 levels deep at most")
         return jsonify(error_body("invalid_request", message)), 422

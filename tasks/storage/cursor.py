@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
+from tasks import jsontext
 from tasks.storage.schema import secrets_table
 
 KEY_NAME = "retrieve_cursor_key"
@@ -66,7 +67,7 @@ def _unb64(text: str) -> bytes:
 
 def query_digest(parts: Mapping[str, Any]) -> str:
     """A short fingerprint of what a cursor belongs to (data type, filters, sort, ...)."""
-    body = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)
+    body = jsontext.dumps(parts, default=str, sort_keys=True)
     return hashlib.sha256(body).hexdigest()[:32]
 
 

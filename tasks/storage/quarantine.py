@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from tasks.coerce import json_default
+from tasks import jsontext
 from tasks.storage.schema import rejected_table
 
 
@@ -28,8 +27,8 @@ def jsonable(value: Any) -> Any:
     """`value` in JSON's own types. Records may hold Decimals and dates after coercion:
     they are kept as JSON text values."""
     try:
-        return orjson.loads(orjson.dumps(value, default=json_default))
-    except TypeError:  # e.g. an integer wider than 64 bits: keep it, as text
+        return jsontext.plain(value)
+    except TypeError:  # an odd object: kept as its text
         return json.loads(json.dumps(value, default=str))
 
 

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
-from tasks.coerce import CONVERTERS, CoercionError, json_default
+from tasks import jsontext
+from tasks.coerce import CONVERTERS, CoercionError
 from tasks.datatypes import (
     BOOLEAN,
     DATE,
@@ -97,7 +96,7 @@ Builder = Callable[[RuleArgs, DataType], list[Rule]]
 
 def rule_key(name: str, args: dict[str, Any]) -> tuple[str, bytes]:
     """Two rules with the same name and defining arguments are the same rule."""
-    return name, orjson.dumps(args, default=json_default, option=orjson.OPT_SORT_KEYS)
+    return name, jsontext.dumps(args, sort_keys=True)
 
 
 def _make(a: RuleArgs, args: dict[str, Any], test: Test, describe: Callable[[Any], str],

@@ -28,8 +28,7 @@ from itertools import islice
 from types import CodeType
 from typing import Any
 
-import orjson
-
+from tasks import jsontext
 from tasks.coerce import (
     CONVERTERS,
     INTEGER_MAX,
@@ -177,7 +176,7 @@ def _hashable(value: Any) -> Any:
     try:
         hash(value)
     except TypeError:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        return jsontext.dumps(value, sort_keys=True)
     return value
 
 

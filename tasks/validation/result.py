@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from itertools import compress, count, islice, repeat
 from typing import Any
 
-import orjson
-
-from tasks.coerce import json_default
+from tasks import jsontext
 from tasks.stage import utc_timestamp
 from tasks.storage.quarantine import Rejected
 from tasks.validation.model import ROW_COUNT, Rule
@@ -89,15 +87,15 @@ def jsonable(values: list[Any]) -> list[Any]:
     """Plain JSON values (the job row is JSON): Decimal as its string, dates ISO, long
     strings cut."""
     try:
-        plain = orjson.loads(orjson.dumps(values, default=json_default))
-    except TypeError:  # an int beyond 64 bits, an odd object: show those as text
+        plain = jsontext.plain(values)
+    except TypeError:  # an odd object: show those as text
         plain = [_plain(v) for v in values]
     return [_preview(v) for v in plain]
 
 
 def _plain(value: Any) -> Any:
     try:
-        return orjson.loads(orjson.dumps(value, default=json_default))
+        return jsontext.plain(value)
     except TypeError:
         return repr(value)
 

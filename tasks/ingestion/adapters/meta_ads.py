@@ -34,8 +34,6 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from tasks import jsontext
 from tasks.coerce import OutOfRange, to_decimal
 from tasks.ingestion.adapters.base import PlatformAdapter, list_under
@@ -131,7 +129,7 @@ def _action_values(actions: Any, field: str) -> dict[str, Any]:
     if isinstance(actions, str | bytes):
         try:
             actions = jsontext.loads(actions) if actions.strip() else []
-        except orjson.JSONDecodeError:
+        except jsontext.DecodeError:
             raise ValueError(f"{field} is not a list of actions: {actions!r}") from None
     if isinstance(actions, Mapping):
         return dict(actions)

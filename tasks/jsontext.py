@@ -61,7 +61,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _native(default: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def _native(default: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
     """`default` for the standard library, with the types orjson writes by itself, as it
     writes them."""
 
@@ -70,13 +70,17 @@ def _native(default: Callable[[Any], Any]) -> Callable[[Any], Any]:
             return value.isoformat()
         if isinstance(value, UUID):
             return str(value)
-        return default(value)
+        if default is None:
+            raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+        return _finite(default(value))  # a Decimal infinity made a float, say
 
     return convert
 
 
-# How orjson says it met an integer wider than 64 bits (checked by tests/test_wide_integers).
+# How orjson says it met an integer wider than 64 bits, and nesting too deep (checked by
+# tests/test_wide_integers and tests/test_api_errors).
 _WIDE_INTEGER_REFUSED = "64-bit"
+NESTING_REFUSED = "Recursion limit"
 # Lists and objects orjson writes nested at most (it refuses deeper ones).
 ORJSON_MAX_DEPTH = 254
 
@@ -92,19 +96,24 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return True
 
 
-def dumps(value: Any, default: Callable[[Any], Any] = json_default,
-          sort_keys: bool = False) -> bytes:
-    """`value` as compact UTF-8 JSON text (Decimals as their exact strings by default)."""
+def dumps(value: Any, default: Callable[[Any], Any] | None = json_default, *,
+          sort_keys: bool = False, non_str_keys: bool = False,
+          any_depth: bool = False) -> bytes:
+    """`value` as compact UTF-8 JSON text (Decimals as their exact strings by default).
+
+    Nesting past orjson's 254 levels is refused, the limit the API states for the data it
+    takes (webapp/errors.py), unless `any_depth` (what is written back: a response, a
+    job row). `non_str_keys`: keys that are not strings are written as strings."""
+    option = (orjson.OPT_SORT_KEYS if sort_keys else 0) | \
+        (orjson.OPT_NON_STR_KEYS if non_str_keys else 0)
     try:
-        return orjson.dumps(value, default=default,
-                            option=orjson.OPT_SORT_KEYS if sort_keys else None)
+        return orjson.dumps(value, default=default, option=option or None)
     except orjson.JSONEncodeError as refused:
-        # Only a wide integer is taken over: nesting past orjson's 254 levels stays an
-        # error, the limit the API states (webapp/errors.py).
-        if _WIDE_INTEGER_REFUSED not in str(refused):
-            raise
-        if _deeper_than(value, ORJSON_MAX_DEPTH):
-            raise orjson.JSONEncodeError("Recursion limit reached") from None
+        if not any_depth:
+            if _WIDE_INTEGER_REFUSED not in str(refused):
+                raise
+            if _deeper_than(value, ORJSON_MAX_DEPTH):
+                raise orjson.JSONEncodeError(f"{NESTING_REFUSED} reached") from None
         try:
             return json.dumps(_finite(value), default=_native(default), ensure_ascii=False,
                               separators=(",", ":"), allow_nan=False,

@@ -13,6 +13,8 @@ from flask import Flask, jsonify
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from tasks import jsontext
+
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {
@@ -60,7 +62,7 @@ def register_error_handlers(app: Flask) -> None:
         # hash): what orjson parsed it cannot write, i.e. nesting past its 254 levels.
         # (Responses fall back to the standard library: see webapp/jsonio.py.) orjson's
         # error is TypeError itself: any other TypeError is a bug, answered as one.
-        if "Recursion limit" not in str(exc):
+        if jsontext.NESTING_REFUSED not in str(exc):
             return _unexpected(exc)
         message = (f"the request's data cannot be stored as JSON ({exc}): objects and lists "
                    f"may nest about 250 levels deep at most")

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
-import orjson
 from flask import request
 from flask.json.provider import JSONProvider
 from marshmallow import Schema, ValidationError
@@ -26,16 +21,6 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def _default_slowly(value: Any) -> Any:
-    """`_default` for the standard library's writer, with what orjson writes natively."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    number = _default(value)
-    return number if math.isfinite(number) else None  # as orjson writes inf
-
-
 class OrjsonProvider(JSONProvider):
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         return dumps(obj).decode()
@@ -45,14 +30,10 @@ class OrjsonProvider(JSONProvider):
 
 
 def dumps(obj: Any) -> bytes:
-    try:
-        return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
-    except orjson.JSONEncodeError:
-        # A jsonb value read back can be more than orjson writes: an integer wider than
-        # 64 bits (jsonb keeps 1e20 as 100000000000000000000), or nesting past 254
-        # levels once wrapped in the response. The standard library writes both.
-        return json.dumps(obj, default=_default_slowly, ensure_ascii=False,
-                          separators=(",", ":")).encode()
+    # A jsonb value read back can be more than orjson writes: an integer wider than 64
+    # bits (jsonb keeps 1e20 as 100000000000000000000), or nesting past 254 levels once
+    # wrapped in the response. jsontext's fallback writes both.
+    return jsontext.dumps(obj, default=_default, non_str_keys=True, any_depth=True)
 
 
 def json_body() -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from tasks.datatypes import AD_PERFORMANCE, CAMPAIGN_PERFORMANCE, CRM_CONTACTS, DataType
 from tasks.processing.core import process
@@ -59,14 +60,15 @@ def _empty(engine: Engine, table: str) -> None:
         conn.execute(text(f'TRUNCATE "{table}"'))  # a declared name
 
 
-def _both_paths(engine: Engine, records: list[dict[str, Any]],
-                data_type: DataType) -> tuple[dict[str, int], list[dict[str, Any]]]:
+def _both_paths(engine: Engine, records: list[dict[str, Any]], data_type: DataType,
+                unique_keys: bool = False) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """The records processed, then stored by upsert_stored and, into the emptied table,
     by upsert: the two must count and write the same; returns the counts and rows."""
     job_id = stored_job(engine, records, ["store"], data_type=data_type.name)
     with engine.begin() as conn:
         payloads.save(conn, job_id, "process", _canonical(records, data_type))
-        by_sql = upsert_stored(conn, data_type, job_id=job_id, payload="process", seq=0)
+        by_sql = upsert_stored(conn, data_type, job_id=job_id, payload="process", seq=0,
+                               unique_keys=unique_keys)
     stored = _rows(engine, data_type.table_name)
     _empty(engine, data_type.table_name)
     with engine.begin() as conn:
@@ -80,9 +82,11 @@ def _both_paths(engine: Engine, records: list[dict[str, Any]],
 
 @pytest.mark.usefixtures("clean_tables")
 @pytest.mark.parametrize("data_type", [CAMPAIGN_PERFORMANCE, AD_PERFORMANCE])
-def test_the_stored_chunk_is_written_as_the_copy_path_writes_its_records(engine, data_type):
+@pytest.mark.parametrize("unique_keys", [False, True])
+def test_the_stored_chunk_is_written_as_the_copy_path_writes_its_records(engine, data_type,
+                                                                         unique_keys):
     records = [{**r, "adset_id": "as-1", "ad_id": f"ad-{i}"} for i, r in enumerate(AWKWARD)]
-    counts, stored = _both_paths(engine, records, data_type)
+    counts, stored = _both_paths(engine, records, data_type, unique_keys)
     assert counts == {"inserted": 3, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
     assert {r["campaign_id"] for r in stored} == {"c\t1", "广告 🚀", "no-account"}
     assert {str(r["spend"]) for r in stored} >= {"1234.5678", "0.000001"}
@@ -124,4 +128,46 @@ def test_a_stored_chunk_counts_updates_skips_and_duplicates(engine):
     with engine.connect() as conn:  # the 2031 date's month was given its partition
         assert conn.execute(text(
             "SELECT count(*) FROM campaign_performance_p203107")).scalar() == 1
+    close_job(engine, job_id)
+
+
+@pytest.mark.usefixtures("clean_tables")
+def test_a_chunk_of_unique_keys_counts_updates_and_skips(engine):
+    """The merge that trusts the chunk to hold one record per key (our process stage's
+    output) counts as the one that finds the last of each key."""
+    canonical = _canonical(AWKWARD, CAMPAIGN_PERFORMANCE)
+    job_id = stored_job(engine, AWKWARD, ["store"])
+    later, earlier = datetime(2026, 5, 2, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        payloads.save(conn, job_id, "process", canonical)
+        payloads.save(conn, job_id, "older", canonical[:2])
+        payloads.save(conn, job_id, "newer", canonical[1:])
+        first = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="process",
+                              seq=0, accepted_at=earlier, unique_keys=True)
+        newer = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="newer",
+                              seq=0, accepted_at=later, unique_keys=True)
+        older = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="older",
+                              seq=0, accepted_at=earlier, unique_keys=True)
+        kept = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="process",
+                             seq=0, update_existing=False, unique_keys=True)
+    assert first == {"inserted": 3, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
+    assert newer == {"inserted": 0, "updated": 2, "skipped": 0, "duplicates_in_batch": 0}
+    # One key was written by the newer batch: left alone; the other is the same batch's.
+    assert older == {"inserted": 0, "updated": 1, "skipped": 1, "duplicates_in_batch": 0}
+    assert kept == {"inserted": 0, "updated": 0, "skipped": 3, "duplicates_in_batch": 0}
+    close_job(engine, job_id)
+
+
+@pytest.mark.usefixtures("clean_tables")
+def test_a_chunk_breaking_the_promise_of_unique_keys_fails_rather_than_storing(engine):
+    """Should a repeated key ever reach the merge that trusts the chunk, the statement
+    fails (and the stage with it, its batch kept) instead of writing either record."""
+    canonical = _canonical(AWKWARD, CAMPAIGN_PERFORMANCE)
+    job_id = stored_job(engine, AWKWARD, ["store"])
+    with pytest.raises(DBAPIError, match="cannot affect row a second time"):
+        with engine.begin() as conn:
+            payloads.save(conn, job_id, "again", [canonical[0], canonical[0]])
+            upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="again", seq=0,
+                          unique_keys=True)
+    assert _rows(engine, CAMPAIGN_PERFORMANCE.table_name) == []
     close_job(engine, job_id)

@@ -132,12 +132,14 @@ def store_chunk(
     body: str | None = None,
 ) -> StageOutput:
     """`store` of one chunk of canonical records (our process stage's output) that
-    PostgreSQL reads from the claim check itself, or from `body` (upsert_stored)."""
+    PostgreSQL reads from the claim check itself, or from `body` (upsert_stored). The
+    process stage leaves one record per natural key in a batch, so the chunk holds no
+    repeated key (upsert_stored's `unique_keys`)."""
     opts = check_options(data_type, options)
     try:
         counts = upsert_stored(conn, data_type, job_id=job_id, payload=payload, seq=seq,
                                update_existing=opts["upsert"], accepted_at=accepted_at,
-                               body=body)
+                               body=body, unique_keys=True)
     except TooManyPartitions as exc:
         raise StageFailure("invalid_dates", str(exc), {"field": data_type.date_column}) \
             from None

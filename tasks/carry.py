@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from tasks import jsontext
-from tasks.chunks import InputHead, StageSink
+from tasks.chunks import InputHead, StageInput, StageSink
 from tasks.storage import jobs, payloads, quarantine
 from tasks.storage.quarantine import Rejected
 
@@ -184,6 +184,10 @@ class CarriedSink(StageSink):
     def write(self, records: Sequence[Any]) -> None:
         self.written += len(records)
         self.records.extend(records)
+
+    def pass_on(self, source: StageInput, chunk: list[Any], dropped: Sequence[int]) -> None:
+        # The next stage's message carries them.
+        self.write(payloads.without_positions(chunk, dropped))
 
     def reject(self, rejected: Sequence[Rejected], offset: int = 0) -> None:
         self.rejected += len(rejected)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Integer, Text, bindparam, column, func, select, text
+from sqlalchemy import ARRAY, BigInteger, Integer, Text, bindparam, column, func, select, text
 from sqlalchemy.engine import Connection
 
-from tasks import jsontext, progress
+from tasks import progress
 from tasks.nul import without_nul
 from tasks.stage import StageOutput
 from tasks.storage import payloads, quarantine
@@ -23,11 +23,15 @@ from tasks.storage.schema import jobs_table, payloads_table
 _payload = payloads_table.c
 _IN_PAYLOAD = (_payload.job_id == bindparam("job_id"), _payload.name == bindparam("name"))
 # Built once (see tasks/storage/jobs.py): the chunk after `after`, the first chunk with
-# the number of chunks, and every chunk's record count.
-_NEXT_CHUNK = (select(_payload.seq, _payload.body)
+# the number of chunks, and every chunk's record count. A chunk that refers to another
+# is read as that one's text with the positions it leaves out (payloads.decode).
+_NEXT_CHUNK = (select(_payload.seq, payloads.RESOLVED_BODY, _payload.dropped)
+               .select_from(payloads.WITH_REFERENCES)
                .where(*_IN_PAYLOAD, _payload.seq > bindparam("after"))
                .order_by(_payload.seq).limit(1))
-_FIRST_CHUNK = (select(_payload.seq, _payload.body, func.count().over())
+_FIRST_CHUNK = (select(_payload.seq, payloads.RESOLVED_BODY, _payload.dropped,
+                       func.count().over())
+                .select_from(payloads.WITH_REFERENCES)
                 .where(*_IN_PAYLOAD).order_by(_payload.seq).limit(1))
 _CHUNK_SIZES = (select(_payload.seq, _payload.record_count)
                 .where(*_IN_PAYLOAD).order_by(_payload.seq))
@@ -48,6 +52,7 @@ class InputHead(NamedTuple):
     body: str | None  # that chunk's text, when small
     record_count: int | None  # that chunk's records
     chunks: int
+    dropped: list[int] | None = None  # positions of `body` the chunk leaves out
 
 
 # The job row, locked as jobs.get(for_update=True) locks it, with the head of a stage's
@@ -56,11 +61,14 @@ class InputHead(NamedTuple):
 _LOCK_WITH_HEAD = text(f"""
 SELECT {", ".join(f"j.{c.name}" for c in jobs_table.c)},
        head.name, head.seq, head.record_count, head.chunks,
-       CASE WHEN pg_column_size(head.body) <= :small THEN head.body END
+       CASE WHEN pg_column_size(head.body) <= :small THEN head.body END, head.dropped
 FROM {jobs_table.name} j
 LEFT JOIN LATERAL (
-    SELECT p.name, p.seq, p.record_count, p.body, count(*) OVER () AS chunks
+    SELECT p.name, p.seq, p.record_count, coalesce(p.body, b.body) AS body, p.dropped,
+           count(*) OVER () AS chunks
     FROM {payloads_table.name} p
+    LEFT JOIN {payloads_table.name} b
+        ON b.job_id = p.job_id AND b.name = p.same_as AND b.seq = p.same_seq
     WHERE p.job_id = j.id AND p.name = (
         SELECT before FROM (
             SELECT s.stage ->> 'name' AS name,
@@ -72,7 +80,7 @@ WHERE j.id = :job_id
 FOR NO KEY UPDATE OF j
 """).columns(*jobs_table.c, column("head_name", Text), column("head_seq", Integer),
              column("head_records", Integer), column("head_chunks", BigInteger),
-             column("head_body", Text))
+             column("head_body", Text), column("head_dropped", ARRAY(Integer)))
 # (Every name in it comes from the declarations, none from input.)
 
 
@@ -87,8 +95,8 @@ def lock_job_with_input(conn: Connection, job_id: str,
         return None, InputHead(None, None, None, None, 0)
     width = len(jobs_table.c)
     job = dict(zip(jobs_table.c.keys(), row[:width], strict=True))
-    name, seq, record_count, chunks, body = row[width:]
-    return job, InputHead(name, seq, body, record_count, chunks or 0)
+    name, seq, record_count, chunks, body, dropped = row[width:]
+    return job, InputHead(name, seq, body, record_count, chunks or 0, dropped)
 
 
 class StageInput:
@@ -106,7 +114,9 @@ class StageInput:
         body is still fetched on first use)."""
         self.conn, self.job_id, self.name = conn, job_id, name
         self._fetched = False
-        self._first: tuple[int, str] | None = None
+        self._first: tuple[int, str | None, list[int] | None] | None = None
+        # The seq of the chunk chunks() yielded last (what a sink's pass_on refers to).
+        self.current_seq: int | None = None
         self._chunk_count = 0
         self._nul_by_chunk: dict[int, int] = {}
         # A head without a chunk is read again: every stored input has one, so the claim
@@ -118,7 +128,7 @@ class StageInput:
         self._head = head if head is not None and head.seq is not None and \
             head.name == name else None
         if self._head is not None and self._head.body is not None:
-            self._first = (self._head.seq, self._head.body)
+            self._first = (self._head.seq, self._head.body, self._head.dropped)
             self._chunk_count = self._head.chunks
             self._fetched = True
 
@@ -128,8 +138,8 @@ class StageInput:
     def _fetch_first(self) -> None:
         if not self._fetched:
             row = self.conn.execute(_FIRST_CHUNK, self._where()).first()
-            self._first = (row[0], row[1]) if row else None
-            self._chunk_count = row[2] if row else 0
+            self._first = (row[0], row[1], row[2]) if row else None
+            self._chunk_count = row[3] if row else 0
             self._fetched = True
 
     @property
@@ -148,9 +158,10 @@ class StageInput:
 
     def held_chunk(self) -> tuple[int, str] | None:
         """(seq, text) of the first chunk when it came with the head (a small one read
-        with the claim, or a carried input), without reading anything."""
+        with the claim, or a carried input), without reading anything; never a chunk that
+        leaves out some of the text's records."""
         head = self._head
-        if head is None or head.seq is None or head.body is None:
+        if head is None or head.seq is None or head.body is None or head.dropped:
             return None
         return head.seq, head.body
 
@@ -170,15 +181,16 @@ class StageInput:
             yield 0, []  # no stored input: an empty batch
             return
         offset = 0
-        seq, body = self._first
+        seq, body, dropped = self._first
         while True:
-            chunk = jsontext.loads(body)
+            chunk = payloads.decode(body, dropped, self.name, seq)
             # A NUL can only be there as the JSON escape: a cheap test of the text first.
             if self.name == payloads.RAW and "\\u0000" in body:
                 chunk, self._nul_by_chunk[seq] = without_nul(chunk)
             del body  # the text and the decoded chunk are never both kept past this point
             if report_progress:
                 progress.enter_chunk(offset)
+            self.current_seq = seq
             yield offset, chunk
             offset += len(chunk) if isinstance(chunk, list) else 0
             del chunk
@@ -187,7 +199,7 @@ class StageInput:
             row = self.conn.execute(_NEXT_CHUNK, self._where(after=seq)).first()
             if row is None:
                 return
-            seq, body = row
+            seq, body, dropped = row
 
 
 class StageSink:
@@ -213,6 +225,23 @@ class StageSink:
         if self.keep_records and records:
             self._seq = payloads.save(self.conn, self.job_id, self.name, records,
                                       first_seq=self._seq)
+
+    def pass_on(self, source: StageInput, chunk: list[Any], dropped: Sequence[int]) -> None:
+        """The records of `chunk`, the chunk `source` yielded last, go on as they came,
+        less the positions `dropped`. The chunk is then referred to rather than stored
+        again; the records are written when it cannot be (a raw batch, whose reading
+        replaces NULs, a chunk that is itself a reference or not stored, most of it left
+        out)."""
+        kept = len(chunk) - len(dropped)
+        if (self.keep_records and kept and source.name != payloads.RAW
+                and source.current_seq is not None and len(dropped) <= kept
+                and payloads.save_reference(
+                    self.conn, self.job_id, self.name, self._seq, kept,
+                    source.name, source.current_seq, dropped)):
+            self.written += kept
+            self._seq += 1
+            return
+        self.write(payloads.without_positions(chunk, dropped))
 
     def reject(self, rejected: Sequence[quarantine.Rejected], offset: int = 0) -> None:
         """Refused records; their indices are relative to the chunk starting at `offset`."""

@@ -2,6 +2,10 @@
 
 Celery messages carry only the job id; every stage loads its input from here and saves
 its output here, in the same transaction as its status update.
+
+A chunk holds its records as JSON text (`body`), or refers to another chunk of the same
+job that holds them, less some positions (`save_reference`): what a stage passes on
+unchanged is not stored twice. A reference always names a chunk with a body.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from psycopg2 import sql
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Integer, Text, and_, bindparam, cast, delete, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -109,17 +113,68 @@ def save_encoded(conn: Connection, job_id: str, name: str, seq: int, count: int,
     _copy_in(conn, job_id, name, [(seq, count, body)])
 
 
+_stored = payloads_table.c
+_base = payloads_table.alias("base")
+# Chunks with the chunk each reference names: select RESOLVED_BODY and `dropped` from it.
+WITH_REFERENCES = payloads_table.outerjoin(_base, and_(
+    _base.c.job_id == _stored.job_id, _base.c.name == _stored.same_as,
+    _base.c.seq == _stored.same_seq))
+RESOLVED_BODY = func.coalesce(_stored.body, _base.c.body)
+
+
+class MissingChunk(RuntimeError):
+    """A reference names a chunk that is not there (its stage's output was replaced)."""
+
+
+def decode(body: str | None, dropped: Sequence[int] | None, name: str, seq: int) -> Any:
+    """A chunk's records from what WITH_REFERENCES gives: its text, and the positions of
+    the chunk it refers to that it leaves out."""
+    if body is None:
+        raise MissingChunk(f"chunk {seq} of {name!r} refers to a chunk that is not stored")
+    # (A reference is only ever made to a chunk of records.)
+    return without_positions(jsontext.loads(body), dropped or ())
+
+
+def without_positions(records: list[Any], positions: Sequence[int]) -> list[Any]:
+    """`records` less those at `positions`, in order."""
+    if not positions:
+        return records
+    left_out = set(positions)
+    return [record for i, record in enumerate(records) if i not in left_out]
+
+
+_SAVE_REFERENCE = insert(payloads_table).from_select(
+    ["job_id", "name", "seq", "record_count", "same_as", "same_seq", "dropped"],
+    select(_stored.job_id, cast(bindparam("name"), Text), cast(bindparam("seq"), Integer),
+           cast(bindparam("count"), Integer), _stored.name, _stored.seq,
+           cast(bindparam("dropped"), _stored.dropped.type))
+    .where(_stored.job_id == bindparam("job_id"), _stored.name == bindparam("same_as"),
+           _stored.seq == bindparam("same_seq"), _stored.body.is_not(None)))
+
+
+def save_reference(conn: Connection, job_id: str, name: str, seq: int, count: int,
+                   same_as: str, same_seq: int, dropped: Sequence[int]) -> bool:
+    """Store chunk `seq` of (job_id, name) as the records of chunk `same_seq` of `same_as`
+    less the positions `dropped` (`count` records left). False, and nothing stored, when
+    that chunk is not stored with a body (a reference itself, or carried in a message):
+    the caller then stores the records."""
+    saved = conn.execute(_SAVE_REFERENCE, {
+        "job_id": job_id, "name": name, "seq": seq, "count": count, "same_as": same_as,
+        "same_seq": same_seq, "dropped": list(dropped) or None})
+    return saved.rowcount == 1
+
+
 def load(conn: Connection, job_id: str, name: str) -> list[Any]:
     """Every record stored under (job_id, name), at once (stages read a chunk at a time:
     tasks/chunks.py)."""
     query = (
-        select(payloads_table.c.body)
-        .where(payloads_table.c.job_id == job_id, payloads_table.c.name == name)
-        .order_by(payloads_table.c.seq)
+        select(_stored.seq, RESOLVED_BODY, _stored.dropped).select_from(WITH_REFERENCES)
+        .where(_stored.job_id == job_id, _stored.name == name)
+        .order_by(_stored.seq)
     )
     records: list[Any] = []
-    for (body,) in conn.execute(query):
-        records.extend(jsontext.loads(body))
+    for seq, body, dropped in conn.execute(query):
+        records.extend(decode(body, dropped, name, seq))
     return records
 
 

@@ -14,8 +14,10 @@ tiebreak of every sort and cursor.
 from __future__ import annotations
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -102,7 +104,14 @@ payloads_table = Table(
     Column("record_count", Integer, nullable=False),
     # JSON text: cheaper to write and read than bytea (no hex escaping); lz4-compressed
     # where the server has lz4, else stored uncompressed (migration 0005).
-    Column("body", Text, nullable=False),
+    Column("body", Text),
+    # Or, instead of a body, a reference: this chunk's records are those of the job's
+    # chunk (same_as, same_seq), less the positions `dropped` (migration 0007).
+    Column("same_as", Text),
+    Column("same_seq", Integer),
+    Column("dropped", ARRAY(Integer)),
+    CheckConstraint("(body IS NULL) = (same_as IS NOT NULL AND same_seq IS NOT NULL)",
+                    name="ck_pipeline_payloads_body_or_reference"),
 )
 
 # Quarantine: every record a stage refused, with its reasons and the record as it came.

@@ -46,7 +46,10 @@ def validate_step(conn: Connection, job: dict[str, Any], source: StageInput,
                 f"takes well under a second): a regex rule whose pattern backtracks "
                 f"catastrophically, as nested repeats like (a+)+ do, is the usual cause",
                 details={"records": len(chunk), "seconds": CHUNK_SECONDS}) from None
-        sink.write(valid)
+        # What goes on is the chunk as it came, less what was refused: the stages after
+        # this one convert types anyway, and so the output is stored as a reference to
+        # the chunk rather than again (`valid` holds the same records converted).
+        sink.pass_on(source, chunk, [r.index for r in rejected])
         sink.reject(rejected, offset)
     result = validation.result()
     message = rejection_message(result)

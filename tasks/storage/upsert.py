@@ -223,9 +223,8 @@ def _merge_statement(data_type: DataType, columns: Sequence[str], temp: sql.Iden
                      update_existing: bool, *, unique_keys: bool = False) -> sql.Composed:
     """The staged rows into the table, last of each key (by _seq) winning; counts.
 
-    `unique_keys`: the staged rows are known to hold one row per key, so neither the sort
-    that keeps the last of each key nor the count of distinct keys is needed (a fifth of
-    the statement's time on 10,000 rows)."""
+    `unique_keys`: the staged rows are known to hold one row per key, so neither the
+    pick of the last of each key nor the count of distinct keys is needed."""
     target = sql.Identifier(data_type.table_name)
     col_ids = [sql.Identifier(c) for c in columns]
     key_ids = [sql.Identifier(c) for c in data_type.natural_key]
@@ -242,8 +241,11 @@ def _merge_statement(data_type: DataType, columns: Sequence[str], temp: sql.Iden
         ), target=target)
     else:
         conflict = sql.SQL("DO NOTHING")
+    # Rows are written in key order either way: two stores of overlapping keys then lock
+    # them in the same order and cannot deadlock.
     if unique_keys:
-        pick, order = sql.SQL("SELECT"), sql.SQL("")
+        pick = sql.SQL("SELECT")
+        order = sql.SQL(" ORDER BY {keys}").format(keys=keys)
         distinct = sql.SQL("(SELECT count(*) FROM {temp})").format(temp=temp)
     else:
         pick = sql.SQL("SELECT DISTINCT ON ({keys})").format(keys=keys)

@@ -1,7 +1,8 @@
 """A claim-check chunk may name another chunk of its job instead of holding records.
 
 The validate stage passes on what it was given, less what it refused: storing that again
-as JSON cost a tenth of the pipeline's CPU per record (encoding, writing, reading back).
+cost about 3 us of CPU per record (encoding 1.3, writing 1.0, reading back 0.6, on chunks
+of 10,000 campaign rows), of the pipeline's 45-50.
 Such a chunk now holds no body but the chunk it stands for (`same_as`, `same_seq`) and
 the positions in it that were left out (`dropped`).
 

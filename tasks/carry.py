@@ -22,7 +22,7 @@ touched (a stage claimed) is that delivery's to finish: a carry then steps aside
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -185,9 +185,9 @@ class CarriedSink(StageSink):
         self.written += len(records)
         self.records.extend(records)
 
-    def pass_on(self, source: StageInput, chunk: list[Any], dropped: Sequence[int]) -> None:
-        # The next stage's message carries them.
-        self.write(payloads.without_positions(chunk, dropped))
+    def pass_on(self, source: StageInput, records: Sequence[Any], dropped: Sequence[int],
+                fill: Mapping[str, Any] | None = None) -> None:
+        self.write(records)  # the next stage's message carries them
 
     def reject(self, rejected: Sequence[Rejected], offset: int = 0) -> None:
         self.rejected += len(rejected)

@@ -8,10 +8,11 @@ the stage's one transaction: a crash still leaves the stage either done or to be
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import ARRAY, BigInteger, Integer, Text, bindparam, column, func, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from tasks import progress
@@ -24,13 +25,12 @@ _payload = payloads_table.c
 _IN_PAYLOAD = (_payload.job_id == bindparam("job_id"), _payload.name == bindparam("name"))
 # Built once (see tasks/storage/jobs.py): the chunk after `after`, the first chunk with
 # the number of chunks, and every chunk's record count. A chunk that refers to another
-# is read as that one's text with the positions it leaves out (payloads.decode).
-_NEXT_CHUNK = (select(_payload.seq, payloads.RESOLVED_BODY, _payload.dropped)
+# is read as that one's text and what the reference changes (payloads.decode).
+_NEXT_CHUNK = (select(_payload.seq, *payloads.CHUNK_COLUMNS)
                .select_from(payloads.WITH_REFERENCES)
                .where(*_IN_PAYLOAD, _payload.seq > bindparam("after"))
                .order_by(_payload.seq).limit(1))
-_FIRST_CHUNK = (select(_payload.seq, payloads.RESOLVED_BODY, _payload.dropped,
-                       func.count().over())
+_FIRST_CHUNK = (select(_payload.seq, *payloads.CHUNK_COLUMNS, func.count().over())
                 .select_from(payloads.WITH_REFERENCES)
                 .where(*_IN_PAYLOAD).order_by(_payload.seq).limit(1))
 _CHUNK_SIZES = (select(_payload.seq, _payload.record_count)
@@ -52,7 +52,11 @@ class InputHead(NamedTuple):
     body: str | None  # that chunk's text, when small
     record_count: int | None  # that chunk's records
     chunks: int
-    dropped: list[int] | None = None  # positions of `body` the chunk leaves out
+    # A reference's: the chunk holding `body`, its positions left out, fields to fill.
+    holder: str | None = None
+    holder_seq: int | None = None
+    dropped: list[int] | None = None
+    fill: dict[str, Any] | None = None
 
 
 # The job row, locked as jobs.get(for_update=True) locks it, with the head of a stage's
@@ -61,10 +65,13 @@ class InputHead(NamedTuple):
 _LOCK_WITH_HEAD = text(f"""
 SELECT {", ".join(f"j.{c.name}" for c in jobs_table.c)},
        head.name, head.seq, head.record_count, head.chunks,
-       CASE WHEN pg_column_size(head.body) <= :small THEN head.body END, head.dropped
+       CASE WHEN pg_column_size(head.body) <= :small THEN head.body END,
+       head.holder, head.holder_seq, head.dropped, head.fill
 FROM {jobs_table.name} j
 LEFT JOIN LATERAL (
-    SELECT p.name, p.seq, p.record_count, coalesce(p.body, b.body) AS body, p.dropped,
+    SELECT p.name, p.seq, p.record_count, coalesce(p.body, b.body) AS body,
+           coalesce(p.same_as, p.name) AS holder, coalesce(p.same_seq, p.seq) AS holder_seq,
+           p.dropped, p.fill,
            count(*) OVER () AS chunks
     FROM {payloads_table.name} p
     LEFT JOIN {payloads_table.name} b
@@ -80,7 +87,9 @@ WHERE j.id = :job_id
 FOR NO KEY UPDATE OF j
 """).columns(*jobs_table.c, column("head_name", Text), column("head_seq", Integer),
              column("head_records", Integer), column("head_chunks", BigInteger),
-             column("head_body", Text), column("head_dropped", ARRAY(Integer)))
+             column("head_body", Text), column("head_holder", Text),
+             column("head_holder_seq", Integer), column("head_dropped", ARRAY(Integer)),
+             column("head_fill", JSONB))
 # (Every name in it comes from the declarations, none from input.)
 
 
@@ -95,8 +104,8 @@ def lock_job_with_input(conn: Connection, job_id: str,
         return None, InputHead(None, None, None, None, 0)
     width = len(jobs_table.c)
     job = dict(zip(jobs_table.c.keys(), row[:width], strict=True))
-    name, seq, record_count, chunks, body, dropped = row[width:]
-    return job, InputHead(name, seq, body, record_count, chunks or 0, dropped)
+    name, seq, record_count, chunks, body, *reference = row[width:]
+    return job, InputHead(name, seq, body, record_count, chunks or 0, *reference)
 
 
 class StageInput:
@@ -114,9 +123,11 @@ class StageInput:
         body is still fetched on first use)."""
         self.conn, self.job_id, self.name = conn, job_id, name
         self._fetched = False
-        self._first: tuple[int, str | None, list[int] | None] | None = None
-        # The seq of the chunk chunks() yielded last (what a sink's pass_on refers to).
-        self.current_seq: int | None = None
+        # (seq, then what payloads.decode takes) of the first chunk.
+        self._first: tuple[Any, ...] | None = None
+        # Where the records of the chunk chunks() yielded last are stored (what a sink's
+        # pass_on refers to).
+        self.origin: payloads.Origin | None = None
         self._chunk_count = 0
         self._nul_by_chunk: dict[int, int] = {}
         # A head without a chunk is read again: every stored input has one, so the claim
@@ -128,7 +139,10 @@ class StageInput:
         self._head = head if head is not None and head.seq is not None and \
             head.name == name else None
         if self._head is not None and self._head.body is not None:
-            self._first = (self._head.seq, self._head.body, self._head.dropped)
+            head = self._head
+            self._first = (head.seq, head.body, head.holder or name,
+                           head.seq if head.holder_seq is None else head.holder_seq,
+                           head.dropped, head.fill)
             self._chunk_count = self._head.chunks
             self._fetched = True
 
@@ -138,8 +152,8 @@ class StageInput:
     def _fetch_first(self) -> None:
         if not self._fetched:
             row = self.conn.execute(_FIRST_CHUNK, self._where()).first()
-            self._first = (row[0], row[1], row[2]) if row else None
-            self._chunk_count = row[3] if row else 0
+            self._first = tuple(row[:-1]) if row else None
+            self._chunk_count = row[-1] if row else 0
             self._fetched = True
 
     @property
@@ -158,10 +172,11 @@ class StageInput:
 
     def held_chunk(self) -> tuple[int, str] | None:
         """(seq, text) of the first chunk when it came with the head (a small one read
-        with the claim, or a carried input), without reading anything; never a chunk that
-        leaves out some of the text's records."""
+        with the claim, or a carried input), without reading anything; never a reference
+        (whose text is another chunk's)."""
         head = self._head
-        if head is None or head.seq is None or head.body is None or head.dropped:
+        if head is None or head.seq is None or head.body is None or \
+                head.holder not in (None, head.name):
             return None
         return head.seq, head.body
 
@@ -181,16 +196,16 @@ class StageInput:
             yield 0, []  # no stored input: an empty batch
             return
         offset = 0
-        seq, body, dropped = self._first
+        seq, *stored = self._first
         while True:
-            chunk = payloads.decode(body, dropped, self.name, seq)
+            chunk = payloads.decode(*stored, self.name, seq)
+            self.origin = payloads.Origin(*stored[1:])
             # A NUL can only be there as the JSON escape: a cheap test of the text first.
-            if self.name == payloads.RAW and "\\u0000" in body:
+            if self.name == payloads.RAW and "\\u0000" in stored[0]:
                 chunk, self._nul_by_chunk[seq] = without_nul(chunk)
-            del body  # the text and the decoded chunk are never both kept past this point
+            del stored  # the text and the decoded chunk are never both kept past this point
             if report_progress:
                 progress.enter_chunk(offset)
-            self.current_seq = seq
             yield offset, chunk
             offset += len(chunk) if isinstance(chunk, list) else 0
             del chunk
@@ -199,7 +214,7 @@ class StageInput:
             row = self.conn.execute(_NEXT_CHUNK, self._where(after=seq)).first()
             if row is None:
                 return
-            seq, body, dropped = row
+            seq, *stored = row
 
 
 class StageSink:
@@ -226,32 +241,44 @@ class StageSink:
             self._seq = payloads.save(self.conn, self.job_id, self.name, records,
                                       first_seq=self._seq)
 
-    def pass_on(self, source: StageInput, chunk: list[Any], dropped: Sequence[int]) -> None:
-        """The records of `chunk`, the chunk `source` yielded last, go on as they came,
-        less the positions `dropped`. The chunk is then referred to rather than stored
-        again; the records are written when it cannot be (a raw batch, whose reading
-        replaces NULs, a chunk that is itself a reference or not stored, most of it left
-        out)."""
-        kept = len(chunk) - len(dropped)
-        if (self.keep_records and kept and source.name != payloads.RAW
-                and source.current_seq is not None and len(dropped) <= kept
-                and payloads.save_reference(
-                    self.conn, self.job_id, self.name, self._seq, kept,
-                    source.name, source.current_seq, dropped)):
-            self.written += kept
+    def pass_on(self, source: StageInput, records: Sequence[Any], dropped: Sequence[int],
+                fill: Mapping[str, Any] | None = None) -> None:
+        """`records` go on: the caller vouches that they are the chunk `source` yielded
+        last, as it came, less the positions `dropped`, with the fields of `fill` set on
+        each record that has none. They are then stored as a reference to where that
+        chunk's records are (payloads.save_reference) rather than again, unless most of
+        them are left out, or the chunk was carried in a message."""
+        origin = source.origin
+        if not (self.keep_records and records and origin is not None) or \
+                (fill and origin.fill):  # (never needed: fills of two stages)
+            self.write(records)
+            return
+        left_out = payloads.compose(origin.dropped, dropped)
+        if len(left_out) <= len(records) and payloads.save_reference(
+                self.conn, self.job_id, self.name, self._seq, len(records), origin.holder,
+                origin.holder_seq, left_out, fill or origin.fill):
+            self.written += len(records)
             self._seq += 1
             return
-        self.write(payloads.without_positions(chunk, dropped))
+        self.write(records)
 
     def reject(self, rejected: Sequence[quarantine.Rejected], offset: int = 0) -> None:
         """Refused records; their indices are relative to the chunk starting at `offset`."""
         self.rejected += len(rejected)
         quarantine.save(self.conn, self.job_id, self.name, rejected, offset=offset)
 
-    def take(self, output: StageOutput, offset: int = 0) -> None:
+    def take(self, output: StageOutput, offset: int = 0, *,
+             passed_from: StageInput | None = None,
+             fill: Mapping[str, Any] | None = None) -> None:
         """A core's output over the chunk starting at `offset`: its records go on, its
-        refused ones to quarantine, and its counts add up to the stage's (`summary`)."""
-        self.write(output.records)
+        refused ones to quarantine, and its counts add up to the stage's (`summary`).
+        `passed_from`: the records are the chunk that input yielded last, less the
+        refused ones, with `fill`'s fields set where missing (see pass_on)."""
+        if passed_from is not None:
+            self.pass_on(passed_from, output.records, [r.index for r in output.rejected],
+                         fill)
+        else:
+            self.write(output.records)
         self.reject(output.rejected, offset)
         self._records_in += output.records_in
         if output.records_out is not None:

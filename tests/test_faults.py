@@ -238,7 +238,9 @@ def _backend_waiting_to_write_a_payload(stack: FaultStack) -> int | None:
     with stack.engine.connect() as conn:
         return conn.execute(text(
             "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND query LIKE 'COPY \"pipeline_payloads\"%' LIMIT 1")).scalar()
+            " AND (query LIKE 'COPY \"pipeline_payloads\"%'"  # records
+            "      OR query LIKE 'INSERT INTO pipeline_payloads %')"  # a reference
+            " LIMIT 1")).scalar()
 
 
 def _gone(stack: FaultStack, backend: int) -> bool:

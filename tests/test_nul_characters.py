@@ -62,14 +62,18 @@ def test_every_pass_over_a_raw_batch_of_chunks_sees_them_replaced_counted_once(e
 
 
 @pytest.mark.usefixtures("clean_tables")
-def test_nul_characters_are_replaced_counted_and_stored(run_job, engine):
+# With 400 more records the batch passes 32 KiB: its stages go by reference, and the
+# ingest and validate stages' outputs are references to the raw batch (payloads.decode).
+@pytest.mark.parametrize("filler", [0, 400])
+def test_nul_characters_are_replaced_counted_and_stored(run_job, engine, filler):
     records = [
         {"campaign_id": "nul-1", "date": "2025-02-01", "spend": "1",
          "campaign_name": "Spring\x00Sale", "utm\x00source": "news\x00letter"},
         {"campaign_id": "nul-2", "date": "2025-02-01", "spend": "not\x00money"},
         {"campaign_id": "clean", "date": "2025-02-01", "spend": "2",
          "campaign_name": "a literal \\u0000 stays as it is"},
-    ]
+    ] + [{"campaign_id": f"fill-{i}", "date": "2025-02-01", "spend": "1",
+          "campaign_name": "x" * 60} for i in range(filler)]
     job = run_job("ingest", {"source": "generic", "data_type": "campaign_performance",
                              "data": {"records": records}})
     assert job["status"] == "succeeded", job

@@ -119,13 +119,14 @@ def _pipeline(engine: Engine) -> tuple[str, list[tuple], list[dict[str, Any]]]:
 def test_the_pipeline_stores_the_same_through_references_as_through_full_outputs(
         engine: Engine, monkeypatch: pytest.MonkeyPatch):
     job_id, validated, by_reference = _pipeline(engine)
-    # The ingest stage's chunks hold 7, 7, 6 (its third raw chunk held "not an object"),
-    # 7, 7 and 6 records. The validate stage's output refers to each, less what it
-    # refused, except the fourth, of which it refused 5 (its positions 21-25): written.
+    # The ingest stage's output refers to the raw chunks (7, 7, 7, 7, 7 and 6 records),
+    # the third less "not an object". The validate stage's refers to them too, less what
+    # either stage refused, except to the fourth, of which it refused 5 (its positions
+    # 21-25, raw 22-26): written.
     assert [(seq, count, same_as, same_seq, dropped)
             for seq, count, _, same_as, same_seq, dropped in validated] == [
-        (0, 6, "ingest", 0, [3]), (1, 6, "ingest", 1, [4]), (2, 6, "ingest", 2, None),
-        (3, 2, None, None, None), (4, 7, "ingest", 4, None), (5, 6, "ingest", 5, None)]
+        (0, 6, "raw", 0, [3]), (1, 6, "raw", 1, [4]), (2, 6, "raw", 2, [6]),
+        (3, 2, None, None, None), (4, 7, "raw", 4, None), (5, 6, "raw", 5, None)]
     assert [body_is_null for _, _, body_is_null, *_ in validated] == [
         True, True, True, False, True, True]
     close_job(engine, job_id)
@@ -151,3 +152,48 @@ def test_the_stages_output_the_records_as_they_came_less_those_refused(engine: E
     assert stage_output(engine, job_id, "validate") == [
         r for i, r in enumerate(ingested) if i not in refused]
     close_job(engine, job_id)
+
+
+@pytest.mark.parametrize(("before", "dropped", "composed"), [
+    (None, [2, 0], [0, 2]),
+    ([1, 3], [], [1, 3]),
+    ([1, 3], [0, 1, 2], [0, 1, 2, 3, 4]),   # what is left: 0, 2, 4, 5, ...
+    ([0, 1, 2], [0, 3], [0, 1, 2, 3, 6]),
+    ([5], [4, 5, 6], [4, 5, 6, 7]),
+])
+def test_a_reference_to_a_reference_leaves_out_both_stages_positions(before, dropped,
+                                                                     composed):
+    assert payloads.compose(before, dropped) == composed
+    base = list(range(12))
+    once = payloads.without_positions(base, before or [])
+    assert payloads.without_positions(once, dropped) == \
+        payloads.without_positions(base, composed)
+
+
+@pytest.mark.parametrize("filler", [0, 400])  # carried, then by reference (past 32 KiB)
+def test_the_ingest_stage_sets_the_jobs_source_on_records_without_one(run_job, engine,
+                                                                      filler):
+    records = [
+        {"campaign_id": "own", "date": "2025-05-01", "spend": "1", "source": "crm_sync"},
+        {"campaign_id": "none", "date": "2025-05-01", "spend": "2"},
+        {"campaign_id": "empty", "date": "2025-05-01", "spend": "-3", "source": ""},
+        {"campaign_id": "refused", "date": "2025-05-01", "spend": "-4"},
+    ] + [{"campaign_id": f"fill-{i}", "date": "2025-05-01", "spend": "1",
+          "campaign_name": "x" * 60} for i in range(filler)]
+    job = run_job("ingest", {"source": "generic", "data_type": "campaign_performance",
+                             "data": {"records": records}})
+    assert job["status"] == "succeeded", job
+    assert job["result"]["records_count"] == 2 + filler
+    with engine.connect() as conn:
+        sources = dict(conn.execute(text(
+            "SELECT campaign_id, source FROM campaign_performance"
+            " WHERE campaign_id IN ('own', 'none', 'empty', 'fill-0')")).all())
+        refused = conn.execute(text(
+            "SELECT stage, record_index, record FROM pipeline_rejected WHERE job_id = :job"
+            " ORDER BY record_index"),
+            {"job": job["job_id"]}).all()
+    assert sources == {"own": "crm_sync", "none": "generic",
+                       **({"fill-0": "generic"} if filler else {})}
+    # Quarantined records are the validate stage's input as it read it: source set.
+    assert [(stage, index, record["source"]) for stage, index, record in refused] == [
+        ("validate", 2, "generic"), ("validate", 3, "generic")]

@@ -4,16 +4,17 @@ Celery messages carry only the job id; every stage loads its input from here and
 its output here, in the same transaction as its status update.
 
 A chunk holds its records as JSON text (`body`), or refers to another chunk of the same
-job that holds them, less some positions (`save_reference`): what a stage passes on
-unchanged is not stored twice. A reference always names a chunk with a body.
+job that holds them, less some positions and with some fields filled (`save_reference`):
+what a stage passes on as it came is not stored twice. A reference always names a chunk
+with a body.
 """
 
 from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from psycopg2 import sql
 from sqlalchemy import Integer, Text, and_, bindparam, cast, delete, func, insert, select
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from tasks import jsontext
+from tasks.nul import without_nul
 from tasks.storage import db
 from tasks.storage.schema import payloads_table
 
@@ -115,24 +117,52 @@ def save_encoded(conn: Connection, job_id: str, name: str, seq: int, count: int,
 
 _stored = payloads_table.c
 _base = payloads_table.alias("base")
-# Chunks with the chunk each reference names: select RESOLVED_BODY and `dropped` from it.
+# Chunks with the chunk each reference names: select CHUNK_COLUMNS from it.
 WITH_REFERENCES = payloads_table.outerjoin(_base, and_(
     _base.c.job_id == _stored.job_id, _base.c.name == _stored.same_as,
     _base.c.seq == _stored.same_seq))
-RESOLVED_BODY = func.coalesce(_stored.body, _base.c.body)
+# What `decode` takes: the text, the chunk that holds it (this one, or the one a
+# reference names) and what the reference changes.
+CHUNK_COLUMNS = (func.coalesce(_stored.body, _base.c.body),
+                 func.coalesce(_stored.same_as, _stored.name),
+                 func.coalesce(_stored.same_seq, _stored.seq), _stored.dropped, _stored.fill)
 
 
 class MissingChunk(RuntimeError):
     """A reference names a chunk that is not there (its stage's output was replaced)."""
 
 
-def decode(body: str | None, dropped: Sequence[int] | None, name: str, seq: int) -> Any:
-    """A chunk's records from what WITH_REFERENCES gives: its text, and the positions of
-    the chunk it refers to that it leaves out."""
+class Origin(NamedTuple):
+    """Where a chunk's records are stored: in the chunk (holder_seq) of a payload
+    (holder), less the positions `dropped`, with the fields of `fill` set where a record
+    has none. A chunk with a body is its own origin, with nothing dropped or filled."""
+
+    holder: str
+    holder_seq: int
+    dropped: list[int] | None
+    fill: dict[str, Any] | None
+
+
+def decode(body: str | None, holder: str, holder_seq: int, dropped: Sequence[int] | None,
+           fill: Mapping[str, Any] | None, name: str, seq: int) -> Any:
+    """Chunk `seq` of `name` as records, from what CHUNK_COLUMNS give: its text, the chunk
+    that holds the text (itself, or the one a reference names), and what a reference
+    changes. A reference to the raw batch reads it as the stage that made the reference
+    did: with every NUL replaced (tasks/nul.py; the raw batch itself is read as stored)."""
     if body is None:
         raise MissingChunk(f"chunk {seq} of {name!r} refers to a chunk that is not stored")
-    # (A reference is only ever made to a chunk of records.)
-    return without_positions(jsontext.loads(body), dropped or ())
+    chunk = jsontext.loads(body)
+    # A NUL can only be there as the JSON escape: a cheap test of the text first.
+    if holder == RAW and name != RAW and "\\u0000" in body:
+        chunk = without_nul(chunk)[0]
+    # (A reference is only ever made to a chunk of records, and `fill` to objects.)
+    chunk = without_positions(chunk, dropped or ())
+    if fill:
+        for record in chunk:
+            for field, value in fill.items():
+                if not record.get(field):
+                    record[field] = value
+    return chunk
 
 
 def without_positions(records: list[Any], positions: Sequence[int]) -> list[Any]:
@@ -143,24 +173,45 @@ def without_positions(records: list[Any], positions: Sequence[int]) -> list[Any]
     return [record for i, record in enumerate(records) if i not in left_out]
 
 
+def compose(before: Sequence[int] | None, dropped: Sequence[int]) -> list[int]:
+    """Positions of a chunk left out by a reference that leaves out `before` of it, and
+    then `dropped` of what is left: the positions a reference to that chunk leaves out."""
+    if not before:
+        return sorted(dropped)
+    skipped = sorted(before)
+    out, j = set(skipped), 0
+    for position in sorted(dropped):
+        # The position'th one left: skip every position left out at or before it.
+        position += j
+        while j < len(skipped) and skipped[j] <= position:
+            j += 1
+            position += 1
+        out.add(position)
+    return sorted(out)
+
+
 _SAVE_REFERENCE = insert(payloads_table).from_select(
-    ["job_id", "name", "seq", "record_count", "same_as", "same_seq", "dropped"],
+    ["job_id", "name", "seq", "record_count", "same_as", "same_seq", "dropped", "fill"],
     select(_stored.job_id, cast(bindparam("name"), Text), cast(bindparam("seq"), Integer),
            cast(bindparam("count"), Integer), _stored.name, _stored.seq,
-           cast(bindparam("dropped"), _stored.dropped.type))
+           cast(bindparam("dropped"), _stored.dropped.type),
+           cast(bindparam("fill", type_=_stored.fill.type), _stored.fill.type))
     .where(_stored.job_id == bindparam("job_id"), _stored.name == bindparam("same_as"),
            _stored.seq == bindparam("same_seq"), _stored.body.is_not(None)))
 
 
 def save_reference(conn: Connection, job_id: str, name: str, seq: int, count: int,
-                   same_as: str, same_seq: int, dropped: Sequence[int]) -> bool:
+                   same_as: str, same_seq: int, dropped: Sequence[int],
+                   fill: Mapping[str, Any] | None = None) -> bool:
     """Store chunk `seq` of (job_id, name) as the records of chunk `same_seq` of `same_as`
-    less the positions `dropped` (`count` records left). False, and nothing stored, when
+    less the positions `dropped` (`count` records left), with the fields of `fill` set on
+    each record that has none (no value, or an empty one). False, and nothing stored, when
     that chunk is not stored with a body (a reference itself, or carried in a message):
-    the caller then stores the records."""
+    the caller then stores the records. A chunk PostgreSQL reads itself (the store's
+    upsert_stored) is never a reference: only the ingest and validate stages make them."""
     saved = conn.execute(_SAVE_REFERENCE, {
         "job_id": job_id, "name": name, "seq": seq, "count": count, "same_as": same_as,
-        "same_seq": same_seq, "dropped": list(dropped) or None})
+        "same_seq": same_seq, "dropped": list(dropped) or None, "fill": fill or None})
     return saved.rowcount == 1
 
 
@@ -168,13 +219,13 @@ def load(conn: Connection, job_id: str, name: str) -> list[Any]:
     """Every record stored under (job_id, name), at once (stages read a chunk at a time:
     tasks/chunks.py)."""
     query = (
-        select(_stored.seq, RESOLVED_BODY, _stored.dropped).select_from(WITH_REFERENCES)
+        select(_stored.seq, *CHUNK_COLUMNS).select_from(WITH_REFERENCES)
         .where(_stored.job_id == job_id, _stored.name == name)
         .order_by(_stored.seq)
     )
     records: list[Any] = []
-    for seq, body, dropped in conn.execute(query):
-        records.extend(decode(body, dropped, name, seq))
+    for seq, *stored in conn.execute(query):
+        records.extend(decode(*stored, name, seq))
     return records
 
 

@@ -106,10 +106,12 @@ payloads_table = Table(
     # where the server has lz4, else stored uncompressed (migration 0005).
     Column("body", Text),
     # Or, instead of a body, a reference: this chunk's records are those of the job's
-    # chunk (same_as, same_seq), less the positions `dropped` (migration 0007).
+    # chunk (same_as, same_seq), less the positions `dropped` (migration 0007), with the
+    # fields of `fill` set where a record has none (migration 0008).
     Column("same_as", Text),
     Column("same_seq", Integer),
     Column("dropped", ARRAY(Integer)),
+    Column("fill", JSONB),
     CheckConstraint("(body IS NULL) = (same_as IS NOT NULL AND same_seq IS NOT NULL)",
                     name="ck_pipeline_payloads_body_or_reference"),
 )

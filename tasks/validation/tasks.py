@@ -11,6 +11,7 @@ from tasks.chunks import StageInput, StageSink
 from tasks.datatypes import get_data_type
 from tasks.runner import STAGE_TASK_OPTIONS, run_celery_stage
 from tasks.stage import StageFailure, StageOutput
+from tasks.storage import payloads
 from tasks.storage.repeats import RepeatedKeys
 from tasks.time_budget import OverBudget, time_budget
 from tasks.validation.core import Validation, rejection_message
@@ -49,7 +50,8 @@ def validate_step(conn: Connection, job: dict[str, Any], source: StageInput,
         # What goes on is the chunk as it came, less what was refused: the stages after
         # this one convert types anyway, and so the output is stored as a reference to
         # the chunk rather than again (`valid` holds the same records converted).
-        sink.pass_on(source, chunk, [r.index for r in rejected])
+        dropped = [r.index for r in rejected]
+        sink.pass_on(source, payloads.without_positions(chunk, dropped), dropped)
         sink.reject(rejected, offset)
     result = validation.result()
     message = rejection_message(result)

@@ -21,6 +21,9 @@ class Adapter(Protocol):
     name: str
     # Data types this source can produce.
     data_types: frozenset[str]
+    # True when `to_canonical` gives every row back as it came (a copy), whatever the
+    # options: the ingest stage then passes its input on by reference.
+    rows_pass_through: bool
 
     def rows(self, data: Any) -> Iterable[Mapping[str, Any]]:
         """The native rows inside `data`: `{"records": [...]}` or the platform's own response."""
@@ -72,6 +75,8 @@ class PlatformAdapter:
     `native_keys`, and implement `native_rows` (the row list of a response, or None if
     `data` is not one) and `from_native` (one native row as canonical field names).
     """
+
+    rows_pass_through = False  # native rows are mapped
 
     name: str
     data_types: frozenset[str]

@@ -11,6 +11,7 @@ from tasks.ingestion.adapters.base import records_list
 
 class GenericAdapter:
     data_types = frozenset(DATA_TYPES)
+    rows_pass_through = True
 
     def __init__(self, name: str = "generic") -> None:
         self.name = name

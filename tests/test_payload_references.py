@@ -12,11 +12,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from tasks.chunks import StageInput, lock_job_with_input
+from tasks.datatypes import CAMPAIGN_PERFORMANCE
 from tasks.ingestion.tasks import ingest_step
 from tasks.processing.tasks import process_step
 from tasks.runner import run_stage
 from tasks.storage import jobs, payloads, quarantine
 from tasks.storage.tasks import store_step
+from tasks.storage.upsert import StoredChunkMismatch, upsert_stored
 from tasks.validation.tasks import validate_step
 from tests.helpers import close_job, stage_output, stored_job
 
@@ -31,7 +33,9 @@ def _payload_rows(engine: Engine, job_id: str, name: str) -> list[tuple]:
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(text(
             "SELECT seq, record_count, body IS NULL, same_as, same_seq, dropped"
-            " FROM pipeline_payloads WHERE job_id = :job AND name = :name ORDER BY seq"),
+            " FROM pipeline_payloads WHERE job_id = :job AND name = :name"
+            " AND fill IS NULL"  # no field to fill: SQL NULL, never JSON null
+            " ORDER BY seq"),
             {"job": job_id, "name": name})]
 
 
@@ -197,3 +201,18 @@ def test_the_ingest_stage_sets_the_jobs_source_on_records_without_one(run_job, e
     # Quarantined records are the validate stage's input as it read it: source set.
     assert [(stage, index, record["source"]) for stage, index, record in refused] == [
         ("validate", 2, "generic"), ("validate", 3, "generic")]
+
+
+def test_the_store_never_reads_a_reference_as_an_empty_chunk(engine: Engine):
+    """PostgreSQL reads the process stage's output itself, and a chunk stored as a
+    reference has no body there: given the chunk's count, the store fails instead of
+    storing nothing (only the ingest and validate stages make references)."""
+    job_id = stored_job(engine, [{"campaign_id": "r"}], ["process", "store"])
+    with engine.begin() as conn:
+        payloads.save(conn, job_id, "ingest", [{"campaign_id": "r", "source": "generic"}])
+        assert payloads.save_reference(conn, job_id, "process", 0, 1, "ingest", 0, [])
+    with pytest.raises(StoredChunkMismatch, match="holds 1 records; PostgreSQL read 0"):
+        with engine.begin() as conn:
+            upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="process",
+                          seq=0, unique_keys=True, expected=1)
+    close_job(engine, job_id)

@@ -237,3 +237,36 @@ def test_an_old_or_unknown_schema_is_refused_in_one_line(scratch_engine):
         with pytest.raises(SchemaError) as unknown:
             check(scratch_engine)
         assert "9999" in str(unknown.value) and "\n" not in str(unknown.value)
+
+
+def test_a_downgrade_past_payload_references_waits_for_unfinished_jobs(scratch_engine):
+    """A stage output stored as a reference cannot be turned back into records: the
+    downgrade refuses while an unfinished job holds one, and drops a finished job's."""
+    create_schema(scratch_engine)
+    job_id = str(uuid.uuid4())
+    with scratch_engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO pipeline_jobs (id, kind, status, data_type, stages, options,"
+            " records_count, created_at, updated_at) VALUES (:id, 'pipeline', 'running',"
+            " 'campaign_performance', '[]', '{}', 1, now(), now())"), {"id": job_id})
+        conn.execute(text(
+            "INSERT INTO pipeline_payloads (job_id, name, seq, record_count, body)"
+            " VALUES (:id, 'raw', 0, 1, '[{}]')"), {"id": job_id})
+        conn.execute(text(
+            "INSERT INTO pipeline_payloads (job_id, name, seq, record_count, same_as,"
+            " same_seq, fill) VALUES (:id, 'ingest', 0, 1, 'raw', 0, '{\"source\": \"x\"}')"),
+            {"id": job_id})
+    for revision in ("0007", "0006"):
+        with pytest.raises(Exception, match="unfinished jobs hold stage outputs"):
+            with scratch_engine.begin() as conn:
+                command.downgrade(alembic_config(conn), revision)
+        with scratch_engine.begin() as conn:
+            conn.execute(text("UPDATE pipeline_payloads SET fill = NULL"))
+    with scratch_engine.begin() as conn:
+        conn.execute(text("UPDATE pipeline_jobs SET status = 'succeeded'"))
+    with scratch_engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0006")
+    with scratch_engine.connect() as conn:
+        assert conn.execute(text("SELECT name FROM pipeline_payloads")).scalars().all() \
+            == ["raw"]
+    create_schema(scratch_engine)

@@ -130,16 +130,18 @@ def store_chunk(
     seq: int,
     accepted_at: datetime | None = None,
     body: str | None = None,
+    expected: int | None = None,
 ) -> StageOutput:
     """`store` of one chunk of canonical records (our process stage's output) that
     PostgreSQL reads from the claim check itself, or from `body` (upsert_stored). The
     process stage leaves one record per natural key in a batch, so the chunk holds no
-    repeated key (upsert_stored's `unique_keys`)."""
+    repeated key (upsert_stored's `unique_keys`). `expected`: the chunk's record count,
+    which PostgreSQL must read."""
     opts = check_options(data_type, options)
     try:
         counts = upsert_stored(conn, data_type, job_id=job_id, payload=payload, seq=seq,
                                update_existing=opts["upsert"], accepted_at=accepted_at,
-                               body=body, unique_keys=True)
+                               body=body, unique_keys=True, expected=expected)
     except TooManyPartitions as exc:
         raise StageFailure("invalid_dates", str(exc), {"field": data_type.date_column}) \
             from None

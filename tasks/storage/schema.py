@@ -111,7 +111,7 @@ payloads_table = Table(
     Column("same_as", Text),
     Column("same_seq", Integer),
     Column("dropped", ARRAY(Integer)),
-    Column("fill", JSONB),
+    Column("fill", JSONB(none_as_null=True)),  # None is SQL NULL, not JSON null
     CheckConstraint("(body IS NULL) = (same_as IS NOT NULL AND same_seq IS NOT NULL)",
                     name="ck_pipeline_payloads_body_or_reference"),
 )

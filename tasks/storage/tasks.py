@@ -61,7 +61,8 @@ def _store_canonical(conn: Connection, job: dict[str, Any], source: StageInput,
         output = store_chunk(conn, data_type, job["options"].get("storage_options"),
                              job_id=job["id"], payload=source.name, seq=seq,
                              accepted_at=job["created_at"],
-                             body=held[1] if held is not None and held[0] == seq else None)
+                             body=held[1] if held is not None and held[0] == seq else None,
+                             expected=count)
         sink.take(output, offset)
         offset += count
     return sink.summary()

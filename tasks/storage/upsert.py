@@ -289,6 +289,10 @@ def _merge(cursor: Any, statements: _Statements, *, job_id: str, update_existing
     }
 
 
+class StoredChunkMismatch(RuntimeError):
+    """PostgreSQL read another number of records from a stored chunk than it holds."""
+
+
 _NO_COUNTS = {"inserted": 0, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
 
 
@@ -338,6 +342,7 @@ def upsert_stored(
     accepted_at: datetime | None = None,
     body: str | None = None,
     unique_keys: bool = False,
+    expected: int | None = None,
 ) -> dict[str, int]:
     """`upsert` of a chunk of canonical records stored in the claim check under (job_id,
     payload, seq), read by PostgreSQL itself: the worker neither fetches and decodes the
@@ -350,7 +355,11 @@ def upsert_stored(
     `unique_keys`: the caller promises one record per natural key (our process stage
     dedups its output), and the merge skips finding the last of each. A chunk that breaks
     the promise fails the statement when it updates (PostgreSQL refuses to update a row
-    twice in one statement); when it only inserts, the first record of a key would win."""
+    twice in one statement); when it only inserts, one record of the key would win.
+
+    `expected`: the chunk's record count, when known. PostgreSQL must read as many: a
+    chunk stored as a reference to another (tasks/storage/payloads.py) has no body here
+    and would read as none, so a mismatch fails the statement rather than store less."""
     with db.raw_cursor(conn) as cursor:
         statements = _statements(data_type, cursor)
         # One round trip: the staging table made ready, filled, and what the rows need.
@@ -359,6 +368,10 @@ def upsert_stored(
                 statements.stage_stored if body is None else statements.stage_given),
             {"job_id": job_id, "payload": payload, "seq": seq, "body": body})
         staged, months, partitions = cursor.fetchone()
+        if expected is not None and staged != expected:
+            raise StoredChunkMismatch(
+                f"chunk {seq} of {payload!r} holds {expected} records; PostgreSQL read "
+                f"{staged} (a chunk stored as a reference is not read by PostgreSQL)")
         if not staged:
             return dict(_NO_COUNTS)
         if months:

@@ -34,8 +34,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # A reference cannot be turned back into records here: such chunks are dropped (they
-    # are intermediate outputs of running jobs, which then fail on their next read).
+    # A reference cannot be turned back into records here, and a stage reading an input
+    # with chunks missing would read a shorter batch: refused while an unfinished job
+    # holds one. A finished job's are leftovers of a crash, dropped.
+    op.execute("""
+        DO $$ BEGIN
+            IF EXISTS (SELECT 1 FROM pipeline_payloads p
+                       JOIN pipeline_jobs j ON j.id = p.job_id
+                       WHERE p.body IS NULL AND j.status NOT IN ('succeeded', 'failed'))
+            THEN RAISE EXCEPTION 'unfinished jobs hold stage outputs stored as references:'
+                ' let them finish (stop the API first) before downgrading';
+            END IF;
+        END $$
+    """)
     op.execute("DELETE FROM pipeline_payloads WHERE body IS NULL")
     op.execute("""
         ALTER TABLE pipeline_payloads

@@ -25,6 +25,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Without it a reference would read as records lacking the fields it set.
+    # Without it a reference would read as records lacking the fields it set: refused
+    # while an unfinished job holds one (see 0007); a finished job's are dropped.
+    op.execute("""
+        DO $$ BEGIN
+            IF EXISTS (SELECT 1 FROM pipeline_payloads p
+                       JOIN pipeline_jobs j ON j.id = p.job_id
+                       WHERE p.fill IS NOT NULL AND j.status NOT IN ('succeeded', 'failed'))
+            THEN RAISE EXCEPTION 'unfinished jobs hold stage outputs stored as references:'
+                ' let them finish (stop the API first) before downgrading';
+            END IF;
+        END $$
+    """)
     op.execute("DELETE FROM pipeline_payloads WHERE fill IS NOT NULL")
     op.execute("ALTER TABLE pipeline_payloads DROP COLUMN fill")

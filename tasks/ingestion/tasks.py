@@ -20,17 +20,17 @@ def ingest_step(conn: Connection, job: dict[str, Any], source: StageInput,
     as_records = job["options"].get("raw_format", "records") == "records"
     # The validate stage after this one converts types; doing it here too is waste.
     coerce = "validate" not in [s["name"] for s in job["stages"]]
+    # A source whose records already carry canonical names passes them on as they came,
+    # only the job's source set where a record has none (as `ingest` does): stored as a
+    # reference to the raw chunk rather than again.
+    passed = (as_records and not coerce and
+              get_adapter(job["source"], job["data_type"]).rows_pass_through)
+    fill = {"source": job["source"]} if passed and job["source"] else None
     for offset, chunk in source.chunks():
-        output = ingest({"records": chunk} if as_records else chunk, job["source"],
-                        job["data_type"], job["options"].get("ingestion_options"),
-                        coerce=coerce)
-        # A source whose records already carry canonical names passes them on as they
-        # came, only the job's source set where a record has none (as `ingest` does):
-        # stored as a reference to the raw chunk rather than again.
-        passed = (as_records and not coerce and
-                  get_adapter(job["source"], job["data_type"]).rows_pass_through)
-        sink.take(output, offset, passed_from=source if passed else None,
-                  fill={"source": job["source"]} if passed and job["source"] else None)
+        sink.take(ingest({"records": chunk} if as_records else chunk, job["source"],
+                         job["data_type"], job["options"].get("ingestion_options"),
+                         coerce=coerce),
+                  offset, passed_from=source if passed else None, fill=fill)
     return sink.summary()
 
 

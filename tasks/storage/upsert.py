@@ -243,10 +243,10 @@ def _merge_statement(data_type: DataType, columns: Sequence[str], temp: sql.Iden
         conflict = sql.SQL("DO NOTHING")
     # Rows are written in key order either way: two stores of overlapping keys then lock
     # them in the same order and cannot deadlock.
-    if unique_keys:
+    if unique_keys:  # as many keys as rows staged, which the caller knows
         pick = sql.SQL("SELECT")
         order = sql.SQL(" ORDER BY {keys}").format(keys=keys)
-        distinct = sql.SQL("(SELECT count(*) FROM {temp})").format(temp=temp)
+        distinct = sql.Placeholder("staged")
     else:
         pick = sql.SQL("SELECT DISTINCT ON ({keys})").format(keys=keys)
         order = sql.SQL(" ORDER BY {keys}, _seq DESC").format(keys=keys)
@@ -279,7 +279,7 @@ def _merge(cursor: Any, statements: _Statements, *, job_id: str, update_existing
                  else statements.merge_unique_keeping)
     else:
         merge = statements.merge_updating if update_existing else statements.merge_keeping
-    cursor.execute(merge, {"job_id": job_id, "accepted_at": accepted_at})
+    cursor.execute(merge, {"job_id": job_id, "accepted_at": accepted_at, "staged": staged})
     inserted, updated, distinct = cursor.fetchone()
     return {
         "inserted": inserted,

@@ -39,7 +39,7 @@ def validate_step(conn: Connection, job: dict[str, Any], source: StageInput,
                     else None)
         try:
             with time_budget(CHUNK_SECONDS):
-                valid, rejected = validation.check(chunk, offset, repeated)
+                _converted, rejected = validation.check(chunk, offset, repeated)
         except OverBudget:
             raise StageFailure(
                 "validation_too_slow",
@@ -49,7 +49,7 @@ def validate_step(conn: Connection, job: dict[str, Any], source: StageInput,
                 details={"records": len(chunk), "seconds": CHUNK_SECONDS}) from None
         # What goes on is the chunk as it came, less what was refused: the stages after
         # this one convert types anyway, and so the output is stored as a reference to
-        # the chunk rather than again (`valid` holds the same records converted).
+        # the chunk rather than again.
         dropped = [r.index for r in rejected]
         sink.pass_on(source, payloads.without_positions(chunk, dropped), dropped)
         sink.reject(rejected, offset)

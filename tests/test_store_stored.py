@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from tasks.datatypes import AD_PERFORMANCE, CAMPAIGN_PERFORMANCE, CRM_CONTACTS, DataType
 from tasks.processing.core import process
 from tasks.storage import payloads
-from tasks.storage.upsert import upsert, upsert_stored
+from tasks.storage.upsert import StoredChunkMismatch, upsert, upsert_stored
 from tests.helpers import close_job, stored_job
 
 AWKWARD = [
@@ -60,15 +60,24 @@ def _empty(engine: Engine, table: str) -> None:
         conn.execute(text(f'TRUNCATE "{table}"'))  # a declared name
 
 
+def _text(records: list[dict[str, Any]]) -> str:
+    """A chunk's text as the worker holds it (carried, or read with the claim)."""
+    return payloads.encode(records).decode()
+
+
 def _both_paths(engine: Engine, records: list[dict[str, Any]], data_type: DataType,
-                unique_keys: bool = False) -> tuple[dict[str, int], list[dict[str, Any]]]:
+                unique_keys: bool = False,
+                given: bool = False) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """The records processed, then stored by upsert_stored and, into the emptied table,
-    by upsert: the two must count and write the same; returns the counts and rows."""
+    by upsert: the two must count and write the same; returns the counts and rows.
+    `given`: upsert_stored gets the chunk's text rather than reading it from the table."""
     job_id = stored_job(engine, records, ["store"], data_type=data_type.name)
+    canonical = _canonical(records, data_type)
     with engine.begin() as conn:
-        payloads.save(conn, job_id, "process", _canonical(records, data_type))
+        payloads.save(conn, job_id, "process", canonical)
         by_sql = upsert_stored(conn, data_type, job_id=job_id, payload="process", seq=0,
-                               unique_keys=unique_keys)
+                               unique_keys=unique_keys,
+                               body=_text(canonical) if given else None)
     stored = _rows(engine, data_type.table_name)
     _empty(engine, data_type.table_name)
     with engine.begin() as conn:
@@ -80,13 +89,19 @@ def _both_paths(engine: Engine, records: list[dict[str, Any]], data_type: DataTy
     return by_sql, stored
 
 
+# How upsert_stored meets a chunk: read by PostgreSQL from the table (staged, or staged
+# and trusted to hold one record per key), or given as text with one record per key
+# (merged without the staging table).
+PATHS = {"stored": (False, False), "stored-unique": (True, False), "given": (True, True)}
+
+
 @pytest.mark.usefixtures("clean_tables")
 @pytest.mark.parametrize("data_type", [CAMPAIGN_PERFORMANCE, AD_PERFORMANCE])
-@pytest.mark.parametrize("unique_keys", [False, True])
+@pytest.mark.parametrize("path", PATHS)
 def test_the_stored_chunk_is_written_as_the_copy_path_writes_its_records(engine, data_type,
-                                                                         unique_keys):
+                                                                         path):
     records = [{**r, "adset_id": "as-1", "ad_id": f"ad-{i}"} for i, r in enumerate(AWKWARD)]
-    counts, stored = _both_paths(engine, records, data_type, unique_keys)
+    counts, stored = _both_paths(engine, records, data_type, *PATHS[path])
     assert counts == {"inserted": 3, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
     assert {r["campaign_id"] for r in stored} == {"c\t1", "广告 🚀", "no-account"}
     assert {str(r["spend"]) for r in stored} >= {"1234.5678", "0.000001"}
@@ -95,8 +110,10 @@ def test_the_stored_chunk_is_written_as_the_copy_path_writes_its_records(engine,
 
 
 @pytest.mark.usefixtures("clean_tables")
-def test_booleans_datetimes_and_json_strings_are_written_as_the_copy_path_writes_them(engine):
-    counts, stored = _both_paths(engine, CONTACTS, CRM_CONTACTS)
+@pytest.mark.parametrize("path", PATHS)
+def test_booleans_datetimes_and_json_strings_are_written_as_the_copy_path_writes_them(engine,
+                                                                                      path):
+    counts, stored = _both_paths(engine, CONTACTS, CRM_CONTACTS, *PATHS[path])
     assert counts["inserted"] == 2
     first = next(r for r in stored if r["contact_id"] == "1")
     assert first["is_converted"] is True
@@ -132,24 +149,28 @@ def test_a_stored_chunk_counts_updates_skips_and_duplicates(engine):
 
 
 @pytest.mark.usefixtures("clean_tables")
-def test_a_chunk_of_unique_keys_counts_updates_and_skips(engine):
+@pytest.mark.parametrize("given", [False, True])
+def test_a_chunk_of_unique_keys_counts_updates_and_skips(engine, given):
     """The merge that trusts the chunk to hold one record per key (our process stage's
-    output) counts as the one that finds the last of each key."""
+    output) counts as the one that finds the last of each key, whether PostgreSQL reads
+    the chunk from the table or is given its text."""
     canonical = _canonical(AWKWARD, CAMPAIGN_PERFORMANCE)
     job_id = stored_job(engine, AWKWARD, ["store"])
     later, earlier = datetime(2026, 5, 2, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC)
+    chunks = {"process": canonical, "older": canonical[:2], "newer": canonical[1:]}
+
+    def merge(conn: Any, name: str, **options: Any) -> dict[str, int]:
+        return upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload=name, seq=0,
+                             unique_keys=True, body=_text(chunks[name]) if given else None,
+                             **options)
+
     with engine.begin() as conn:
-        payloads.save(conn, job_id, "process", canonical)
-        payloads.save(conn, job_id, "older", canonical[:2])
-        payloads.save(conn, job_id, "newer", canonical[1:])
-        first = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="process",
-                              seq=0, accepted_at=earlier, unique_keys=True)
-        newer = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="newer",
-                              seq=0, accepted_at=later, unique_keys=True)
-        older = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="older",
-                              seq=0, accepted_at=earlier, unique_keys=True)
-        kept = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="process",
-                             seq=0, update_existing=False, unique_keys=True)
+        for name, records in chunks.items():
+            payloads.save(conn, job_id, name, records)
+        first = merge(conn, "process", accepted_at=earlier)
+        newer = merge(conn, "newer", accepted_at=later)
+        older = merge(conn, "older", accepted_at=earlier)
+        kept = merge(conn, "process", update_existing=False)
     assert first == {"inserted": 3, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
     assert newer == {"inserted": 0, "updated": 2, "skipped": 0, "duplicates_in_batch": 0}
     # One key was written by the newer batch: left alone; the other is the same batch's.
@@ -159,15 +180,47 @@ def test_a_chunk_of_unique_keys_counts_updates_and_skips(engine):
 
 
 @pytest.mark.usefixtures("clean_tables")
-def test_a_chunk_breaking_the_promise_of_unique_keys_fails_rather_than_storing(engine):
+@pytest.mark.parametrize("given", [False, True])
+def test_a_chunk_breaking_the_promise_of_unique_keys_fails_rather_than_storing(engine, given):
     """Should a repeated key ever reach the merge that trusts the chunk, the statement
     fails (and the stage with it, its batch kept) instead of writing either record."""
     canonical = _canonical(AWKWARD, CAMPAIGN_PERFORMANCE)
     job_id = stored_job(engine, AWKWARD, ["store"])
+    repeated = [canonical[0], canonical[0]]
     with pytest.raises(DBAPIError, match="cannot affect row a second time"):
         with engine.begin() as conn:
-            payloads.save(conn, job_id, "again", [canonical[0], canonical[0]])
+            payloads.save(conn, job_id, "again", repeated)
             upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="again", seq=0,
-                          unique_keys=True)
+                          unique_keys=True, body=_text(repeated) if given else None)
+    assert _rows(engine, CAMPAIGN_PERFORMANCE.table_name) == []
+    close_job(engine, job_id)
+
+
+@pytest.mark.usefixtures("clean_tables")
+def test_a_chunk_given_as_text_gets_the_partitions_its_dates_need(engine):
+    """Merged without the staging table, a chunk still has its months' partitions made
+    first; a row of a month without one would fail the statement."""
+    canonical = _canonical(AWKWARD, CAMPAIGN_PERFORMANCE)
+    job_id = stored_job(engine, AWKWARD, ["store"])
+    with engine.begin() as conn:  # a month no other test writes, its partition gone
+        conn.execute(text("DROP TABLE IF EXISTS campaign_performance_p203107"))
+    with engine.begin() as conn:
+        counts = upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="process",
+                               seq=0, unique_keys=True, body=_text(canonical), expected=3)
+    assert counts == {"inserted": 3, "updated": 0, "skipped": 0, "duplicates_in_batch": 0}
+    with engine.connect() as conn:
+        assert conn.execute(text(
+            "SELECT count(*) FROM campaign_performance_p203107")).scalar() == 1
+    close_job(engine, job_id)
+
+
+@pytest.mark.usefixtures("clean_tables")
+def test_a_chunk_given_as_text_with_another_count_than_its_chunk_fails(engine):
+    canonical = _canonical(AWKWARD, CAMPAIGN_PERFORMANCE)
+    job_id = stored_job(engine, AWKWARD, ["store"])
+    with pytest.raises(StoredChunkMismatch, match="holds 3 records, not 4"):
+        with engine.begin() as conn:
+            upsert_stored(conn, CAMPAIGN_PERFORMANCE, job_id=job_id, payload="process",
+                          seq=0, unique_keys=True, body=_text(canonical), expected=4)
     assert _rows(engine, CAMPAIGN_PERFORMANCE.table_name) == []
     close_job(engine, job_id)

@@ -1,7 +1,9 @@
 """Bulk upsert: rows into a temporary table, then one INSERT .. SELECT .. ON CONFLICT.
 
 Rows reach the staging table by COPY from the worker (`upsert`), or, for our process
-stage's output, straight from the claim check, read by PostgreSQL (`upsert_stored`).
+stage's output, straight from the claim check, read by PostgreSQL (`upsert_stored`). A
+small chunk of that output which the worker holds as text is merged from the text
+itself, without the staging table.
 
 The temporary (staging) table is kept by the connection and emptied by every commit
 (ON COMMIT DELETE ROWS): creating and dropping one per transaction cost more than the
@@ -98,6 +100,9 @@ class _Statements:
     # The same for staged rows known to hold one row per key (see upsert_stored).
     merge_unique_updating: str
     merge_unique_keeping: str
+    # The same for a chunk's text given as the parameter `body`, merged without staging.
+    merge_given_updating: str
+    merge_given_keeping: str
 
 
 def _compose(data_type: DataType, context: Any) -> _Statements:
@@ -131,6 +136,10 @@ def _compose(data_type: DataType, context: Any) -> _Statements:
                                                     unique_keys=True)),
         merge_unique_keeping=text(_merge_statement(data_type, columns, temp, False,
                                                    unique_keys=True)),
+        merge_given_updating=text(_merge_statement(data_type, columns, temp, True,
+                                                   unique_keys=True, given=True)),
+        merge_given_keeping=text(_merge_statement(data_type, columns, temp, False,
+                                                  unique_keys=True, given=True)),
     )
 
 
@@ -220,11 +229,14 @@ def _staging(conn: Connection, statements: _Statements) -> str:
 
 
 def _merge_statement(data_type: DataType, columns: Sequence[str], temp: sql.Identifier,
-                     update_existing: bool, *, unique_keys: bool = False) -> sql.Composed:
+                     update_existing: bool, *, unique_keys: bool = False,
+                     given: bool = False) -> sql.Composed:
     """The staged rows into the table, last of each key (by _seq) winning; counts.
 
     `unique_keys`: the staged rows are known to hold one row per key, so neither the
-    pick of the last of each key nor the count of distinct keys is needed."""
+    pick of the last of each key nor the count of distinct keys is needed.
+    `given` (with `unique_keys`): the rows are read from the parameter `body`, a chunk's
+    JSON text, rather than from the staging table."""
     target = sql.Identifier(data_type.table_name)
     col_ids = [sql.Identifier(c) for c in columns]
     key_ids = [sql.Identifier(c) for c in data_type.natural_key]
@@ -252,13 +264,16 @@ def _merge_statement(data_type: DataType, columns: Sequence[str], temp: sql.Iden
         order = sql.SQL(" ORDER BY {keys}, _seq DESC").format(keys=keys)
         distinct = sql.SQL("(SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {temp}) k)"
                            ).format(keys=keys, temp=temp)
+    # The table's own row type names the columns json_populate_recordset reads.
+    rows = (sql.SQL("json_populate_recordset(NULL::{}, %(body)s::json)").format(target)
+            if given else temp)
     return sql.SQL(
         "WITH stamp AS MATERIALIZED (SELECT clock_timestamp() AS at),"
         " written AS ("
         " INSERT INTO {target} ({cols}, job_id, accepted_at, ingested_at, updated_at)"
         " {pick} {cols}, %(job_id)s,"
         " coalesce(%(accepted_at)s, stamp.at), stamp.at, stamp.at"
-        " FROM {temp} CROSS JOIN stamp"
+        " FROM {rows} CROSS JOIN stamp"
         "{order}"
         " ON CONFLICT ({keys}) {conflict}"
         " RETURNING ingested_at = updated_at AS inserted)"
@@ -267,19 +282,23 @@ def _merge_statement(data_type: DataType, columns: Sequence[str], temp: sql.Iden
         " FROM written"
     ).format(
         target=target, cols=sql.SQL(", ").join(col_ids), keys=keys, pick=pick, order=order,
-        temp=temp, conflict=conflict, distinct=distinct,
+        rows=rows, conflict=conflict, distinct=distinct,
     )
 
 
 def _merge(cursor: Any, statements: _Statements, *, job_id: str, update_existing: bool,
            accepted_at: datetime | None, staged: int,
-           unique_keys: bool = False) -> dict[str, int]:
-    if unique_keys:
+           unique_keys: bool = False, body: str | None = None) -> dict[str, int]:
+    if body is not None:
+        merge = (statements.merge_given_updating if update_existing
+                 else statements.merge_given_keeping)
+    elif unique_keys:
         merge = (statements.merge_unique_updating if update_existing
                  else statements.merge_unique_keeping)
     else:
         merge = statements.merge_updating if update_existing else statements.merge_keeping
-    cursor.execute(merge, {"job_id": job_id, "accepted_at": accepted_at, "staged": staged})
+    cursor.execute(merge, {"job_id": job_id, "accepted_at": accepted_at, "staged": staged,
+                           "body": body})
     inserted, updated, distinct = cursor.fetchone()
     return {
         "inserted": inserted,
@@ -359,7 +378,14 @@ def upsert_stored(
 
     `expected`: the chunk's record count, when known. PostgreSQL must read as many: a
     chunk stored as a reference to another (tasks/storage/payloads.py) has no body here
-    and would read as none, so a mismatch fails the statement rather than store less."""
+    and would read as none, so a mismatch fails the statement rather than store less.
+
+    A small `body` with `unique_keys` is merged without the staging table (see
+    GIVEN_MERGE_BYTES)."""
+    if body is not None and unique_keys and len(body) <= GIVEN_MERGE_BYTES:
+        return _merge_given(conn, data_type, job_id=job_id, body=body,
+                            update_existing=update_existing, accepted_at=accepted_at,
+                            expected=expected)
     with db.raw_cursor(conn) as cursor:
         statements = _statements(data_type, cursor)
         # One round trip: the staging table made ready, filled, and what the rows need.
@@ -378,3 +404,32 @@ def upsert_stored(
             ensure_partitions(conn, data_type, months, existing=set(partitions or ()))
         return _merge(cursor, statements, job_id=job_id, update_existing=update_existing,
                       accepted_at=accepted_at, staged=staged, unique_keys=unique_keys)
+
+
+# A chunk's text of at most this many characters, with one record per key, is merged
+# straight from the text: the staging table costs a store transaction most of a
+# millisecond whatever its size (its check, its rows, and emptying it at the commit),
+# while finding the months of the chunk's dates here grows with the chunk. A store
+# transaction, measured side by side: 1 record 3.0 ms staged, 2.3 ms given; 10 records
+# (5 kB) 3.4 and 2.6 ms; 100 records (48 kB) 4.7 and 4.9 ms.
+GIVEN_MERGE_BYTES = 16 * 1024
+
+
+def _merge_given(conn: Connection, data_type: DataType, *, job_id: str, body: str,
+                 update_existing: bool, accepted_at: datetime | None,
+                 expected: int | None) -> dict[str, int]:
+    """`upsert_stored` of a chunk's text held by the worker, holding one record per key:
+    the months its dates need are found here, so the merge reads the text itself."""
+    records = jsontext.loads(body)
+    if expected is not None and len(records) != expected:
+        raise StoredChunkMismatch(f"a chunk given as text holds {len(records)} records, "
+                                  f"not {expected}")
+    if not records:
+        return dict(_NO_COUNTS)
+    if data_type.date_column:
+        column = data_type.date_column
+        ensure_partitions(conn, data_type, (to_date(r.get(column)) for r in records))
+    with db.raw_cursor(conn) as cursor:
+        return _merge(cursor, _statements(data_type, cursor), job_id=job_id,
+                      update_existing=update_existing, accepted_at=accepted_at,
+                      staged=len(records), unique_keys=True, body=body)

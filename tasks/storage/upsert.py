@@ -320,6 +320,14 @@ def _stored_columns(data_type: DataType) -> list[str]:
     return [c for c in data_type.all_columns if c not in lineage]
 
 
+def _partitions_for(conn: Connection, data_type: DataType,
+                    records: Sequence[dict[str, Any]]) -> None:
+    """The monthly partitions the records' dates need, made before they are written."""
+    if data_type.date_column:
+        column = data_type.date_column  # canonical records may carry it as ISO text
+        ensure_partitions(conn, data_type, (to_date(r.get(column)) for r in records))
+
+
 def upsert(
     conn: Connection,
     data_type: DataType,
@@ -338,9 +346,7 @@ def upsert(
     """
     if not records:
         return dict(_NO_COUNTS)
-    if data_type.date_column:
-        column = data_type.date_column  # canonical records may carry it as ISO text
-        ensure_partitions(conn, data_type, (to_date(r.get(column)) for r in records))
+    _partitions_for(conn, data_type, records)
     with db.raw_cursor(conn) as cursor:
         statements = _statements(data_type, cursor)
         cursor.execute(_staging(conn, statements))
@@ -426,9 +432,7 @@ def _merge_given(conn: Connection, data_type: DataType, *, job_id: str, body: st
                                   f"not {expected}")
     if not records:
         return dict(_NO_COUNTS)
-    if data_type.date_column:
-        column = data_type.date_column
-        ensure_partitions(conn, data_type, (to_date(r.get(column)) for r in records))
+    _partitions_for(conn, data_type, records)
     with db.raw_cursor(conn) as cursor:
         return _merge(cursor, _statements(data_type, cursor), job_id=job_id,
                       update_existing=update_existing, accepted_at=accepted_at,

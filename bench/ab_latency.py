@@ -10,8 +10,11 @@ messages), and their jobs take turns in blocks, as bench_latency.py's ways do.
     python bench/ab_latency.py ../old-checkout ../other   # A and B named
 
 Make checkout A with `git worktree add ../old-checkout <commit>`; both run with this
-Python and its packages. BENCH_JOBS and BENCH_ROUNDS as for bench_latency.py. Prints each
-stack's p50 and p99, the CPU its API and worker processes spent per job, and B over A.
+Python and its packages, unless AB_PYTHON_A or AB_PYTHON_B names another interpreter for
+that stack (a virtualenv with other package versions: `python bench/ab_latency.py . .`
+with AB_PYTHON_A set compares an upgrade on the same code). BENCH_JOBS and BENCH_ROUNDS
+as for bench_latency.py. Prints each stack's p50 and p99, the CPU its API and worker
+processes spent per job, and B over A.
 """
 
 from __future__ import annotations
@@ -78,9 +81,10 @@ def stack_of(checkout: Path, name: str, env: dict[str, str],
         "DATABASE_URL": create_database(env["DATABASE_URL"], f"bench_ab_{name.lower()}"),
         "CELERY_BROKER_URL": broker_url(env["CELERY_BROKER_URL"], BROKER_DATABASES[name]),
     }
-    # The checkout's own commands and schema, asked of its own code.
+    python = os.environ.get(f"AB_PYTHON_{name}") or sys.executable
+    # The checkout's own commands and schema, asked of its own code and interpreter.
     commands = subprocess.run(
-        [sys.executable, "-c",
+        [python, "-c",
          "import json, os; from stack.launcher import api_command, migrate, worker_command; "
          "migrate(os.environ); "
          "print(json.dumps([api_command(os.environ), worker_command(False, os.environ)]))"],
@@ -135,7 +139,9 @@ def main() -> None:
         timings = take_turns([Way(name, ours(base, name), cpu=cpu_of(pids))
                               for name, (base, pids) in started.items()], lambda on: None)
     for name, checkout in checkouts.items():
-        print(f"  {name} {checkout}\n      {summary(timings[name])} · API and worker CPU "
+        python = os.environ.get(f"AB_PYTHON_{name}")
+        print(f"  {name} {checkout}{f' with {python}' if python else ''}\n"
+              f"      {summary(timings[name])} · API and worker CPU "
               f"{timings[name].own / len(timings[name]) * 1000:.2f} ms/job")
     a, b = timings["A"], timings["B"]
     print(f"  B / A: p50 {percentile(b, 50) / percentile(a, 50):.3f} · "

@@ -72,12 +72,15 @@ class Way:
 
 def take_turns(ways: list[Way], set_events: Callable[[bool], None]) -> dict[str, Timings]:
     """WARMUP jobs of each way, then JOBS timed jobs of each in ROUNDS blocks, the ways
-    taking turns."""
+    taking turns: in order in even rounds, in reverse order in odd ones, so that a
+    machine speeding up or slowing down during the run favours none of them (with the
+    same order every round, a later way ran half a block later on average: two stacks of
+    the same code differed by 3-4 % at p50)."""
     timings = {way.name: Timings() for way in ways}
     done = dict.fromkeys(timings, 0)
     events = False
     for round_ in range(-1, ROUNDS):  # round -1: the warm-up
-        for way in ways:
+        for way in (ways if round_ % 2 == 0 else ways[::-1]):
             if way.events != events:
                 set_events(way.events)
                 events = way.events

@@ -7,11 +7,19 @@ Side by side in one run, on the same broker:
         then the same over one kept-alive connection (as requests.Session does), and with
         task events on, as while Flower watches the workers
 
-Both stacks run for the whole run and the four ways take turns, BENCH_ROUNDS blocks each,
-so that a shared machine slowing down or speeding up during the run weighs on all of
-them alike. Each line also gives the CPU time the whole machine spent per job (every
-process: the client, the API, the workers, PostgreSQL, Redis), which moves far less
-than wall time on a shared machine.
+Both stacks run for the whole run and the ways take turns in BENCH_ROUNDS blocks each,
+in reverse order every other round, so that a shared machine slowing down or speeding up
+during the run weighs on all of them alike. The ways with task events on run after the
+others, in the same way, with the raw chain's worker sending events too (Flower turns
+them on in every worker of a broker): turning events off disturbed the block after it.
+Why blocks, and why this order (measured on the project's machine, tenth and eleventh
+sessions): with the same order every round, two stacks of the same code read 3-4 % apart
+at p50, and the raw chain, which came first after events were turned off, read slower;
+jobs taking turns one by one put each raw chain right after one of our jobs, whose
+worker is still acknowledging, counting and logging, and flattered us by about 10 %.
+Each line also gives the CPU time the whole machine spent per job (every process: the
+client, the API, the workers, PostgreSQL, Redis), which moves far less than wall time
+on a shared machine.
 
     BENCH_JOBS=200 BENCH_ROUNDS=4 python bench/bench_latency.py
 """
@@ -72,34 +80,43 @@ class Way:
 
 def take_turns(ways: list[Way], set_events: Callable[[bool], None]) -> dict[str, Timings]:
     """WARMUP jobs of each way, then JOBS timed jobs of each in ROUNDS blocks, the ways
-    taking turns: in order in even rounds, in reverse order in odd ones, so that a
-    machine speeding up or slowing down during the run favours none of them (with the
-    same order every round, a later way ran half a block later on average: two stacks of
-    the same code differed by 3-4 % at p50)."""
+    taking turns block by block, in reverse order every other round; the ways with task
+    events on after the others, events on while they run."""
     timings = {way.name: Timings() for way in ways}
     done = dict.fromkeys(timings, 0)
-    events = False
-    for round_ in range(-1, ROUNDS):  # round -1: the warm-up
-        for way in (ways if round_ % 2 == 0 else ways[::-1]):
-            if way.events != events:
-                set_events(way.events)
-                events = way.events
-            count = WARMUP if round_ < 0 else JOBS // ROUNDS + (round_ < JOBS % ROUNDS)
-            block: list[float] = []
-            busy, own = busy_seconds(), way.cpu() if way.cpu else 0.0
-            for n in range(done[way.name], done[way.name] + count):
-                started = time.perf_counter()
-                way.run(n)
-                block.append(time.perf_counter() - started)
-            done[way.name] += count
-            if round_ >= 0:
-                timings[way.name] += block
-                timings[way.name].busy += busy_seconds() - busy
-                if way.cpu:
-                    timings[way.name].own += way.cpu() - own
-    if events:
-        set_events(False)
+    for events in (False, True):
+        group = [way for way in ways if way.events == events]
+        if not group:
+            continue
+        if events:
+            set_events(True)
+        try:
+            for round_ in range(-1, ROUNDS):  # round -1: the warm-up
+                for way in group if round_ % 2 == 0 else group[::-1]:
+                    count = WARMUP if round_ < 0 else JOBS // ROUNDS + (round_ < JOBS % ROUNDS)
+                    for n in range(done[way.name], done[way.name] + count):
+                        _time_one(way, n, timings[way.name] if round_ >= 0 else None)
+                    done[way.name] += count
+        finally:
+            if events:
+                set_events(False)
     return timings
+
+
+def _time_one(way: Way, n: int, timings: Timings | None) -> None:
+    """Run job `n` of `way`; add its time and CPU to `timings` (None: a warm-up job)."""
+    own = way.cpu() if way.cpu else 0.0
+    busy = busy_seconds()
+    started = time.perf_counter()
+    way.run(n)
+    elapsed = time.perf_counter() - started
+    busy = busy_seconds() - busy
+    if timings is None:
+        return
+    timings.append(elapsed)
+    timings.busy += busy
+    if way.cpu:
+        timings.own += way.cpu() - own
 
 
 @contextmanager
@@ -175,9 +192,11 @@ def main() -> None:
             Way("raw", raw),
             Way("ours", ours(base, "new")),
             Way("alive", ours(base, "alive", kept_alive(base))),
+            Way("raw watched", raw, events=True),
             Way("watched", ours(base, "watched"), events=True),
         ], lambda on: task_events(env["CELERY_BROKER_URL"], on))
-    raw, our, alive, watched = (timings[name] for name in ("raw", "ours", "alive", "watched"))
+    raw, our, alive, raw_watched, watched = (
+        timings[name] for name in ("raw", "ours", "alive", "raw watched", "watched"))
     raw_p50 = percentile(raw, 50)
     print(f"  raw 4-task no-op chain     {summary(raw)}{cpu(raw)}")
     print(f"  ours, POST → succeeded     {summary(our)}{cpu(our)}")
@@ -185,8 +204,10 @@ def main() -> None:
           f"   ratio of CPU per job {our.cpu_per_job / raw.cpu_per_job:.2f}")
     print(f"  ours, kept-alive client    {summary(alive)}{cpu(alive)}   ratio "
           f"{percentile(alive, 50) / raw_p50:.2f}")
-    print(f"  ours, Flower watching      {summary(watched)}{cpu(watched)}   ratio "
-          f"{percentile(watched, 50) / raw_p50:.2f}  (task events on)")
+    print("  task events on (Flower watching every worker):")
+    print(f"  raw chain                  {summary(raw_watched)}{cpu(raw_watched)}")
+    print(f"  ours                       {summary(watched)}{cpu(watched)}   ratio "
+          f"{percentile(watched, 50) / percentile(raw_watched, 50):.2f}")
 
 
 def cpu(timings: Timings) -> str:

@@ -68,7 +68,7 @@ def process_tree(roots: list[int]) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """CPU time the processes `pids` have spent (read per job: their own files only)."""
+    """CPU time the processes `pids` have spent (their own files only: cheap to read)."""
     ticks = os.sysconf("SC_CLK_TCK")
     return sum((int(fields[11]) + int(fields[12])) / ticks for pid in pids
                if (fields := _stat_fields(pid)) is not None)

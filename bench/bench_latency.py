@@ -81,7 +81,8 @@ class Way:
 def take_turns(ways: list[Way], set_events: Callable[[bool], None]) -> dict[str, Timings]:
     """WARMUP jobs of each way, then JOBS timed jobs of each in ROUNDS blocks, the ways
     taking turns block by block, in reverse order every other round; the ways with task
-    events on after the others, events on while they run."""
+    events on after the others, events on while they run. CPU is read per block, so that
+    what a job's processes do after its client has the answer counts for its way."""
     timings = {way.name: Timings() for way in ways}
     done = dict.fromkeys(timings, 0)
     for events in (False, True):
@@ -94,29 +95,22 @@ def take_turns(ways: list[Way], set_events: Callable[[bool], None]) -> dict[str,
             for round_ in range(-1, ROUNDS):  # round -1: the warm-up
                 for way in group if round_ % 2 == 0 else group[::-1]:
                     count = WARMUP if round_ < 0 else JOBS // ROUNDS + (round_ < JOBS % ROUNDS)
+                    block: list[float] = []
+                    busy, own = busy_seconds(), way.cpu() if way.cpu else 0.0
                     for n in range(done[way.name], done[way.name] + count):
-                        _time_one(way, n, timings[way.name] if round_ >= 0 else None)
+                        started = time.perf_counter()
+                        way.run(n)
+                        block.append(time.perf_counter() - started)
                     done[way.name] += count
+                    if round_ >= 0:
+                        timings[way.name] += block
+                        timings[way.name].busy += busy_seconds() - busy
+                        if way.cpu:
+                            timings[way.name].own += way.cpu() - own
         finally:
             if events:
                 set_events(False)
     return timings
-
-
-def _time_one(way: Way, n: int, timings: Timings | None) -> None:
-    """Run job `n` of `way`; add its time and CPU to `timings` (None: a warm-up job)."""
-    own = way.cpu() if way.cpu else 0.0
-    busy = busy_seconds()
-    started = time.perf_counter()
-    way.run(n)
-    elapsed = time.perf_counter() - started
-    busy = busy_seconds() - busy
-    if timings is None:
-        return
-    timings.append(elapsed)
-    timings.busy += busy
-    if way.cpu:
-        timings.own += way.cpu() - own
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psutil
 from bench_latency import Way, ours, take_turns
 from harness import ROOT, http, machine, percentile, servers, summary
 
@@ -47,31 +48,22 @@ def broker_url(url: str, database: int) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-def _stat_fields(pid: int | str) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()
-    except OSError:
-        return None
+def stack_processes(pids: list[int]) -> list[psutil.Process]:
+    """The processes `pids` and every process below them."""
+    roots = [psutil.Process(pid) for pid in pids]
+    return [p for root in roots for p in (root, *root.children(recursive=True))]
 
 
-def process_tree(roots: list[int]) -> list[int]:
-    """`roots` and every process below them."""
-    parents = {int(entry): int(fields[1]) for entry in os.listdir("/proc")
-               if entry.isdigit() and (fields := _stat_fields(entry)) is not None}
-    tree, grown = set(roots), True
-    while grown:
-        below = {pid for pid, parent in parents.items() if parent in tree} - tree
-        tree |= below
-        grown = bool(below)
-    return sorted(tree)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU time the processes `pids` have spent (their own files only: cheap to read)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum((int(fields[11]) + int(fields[12])) / ticks for pid in pids
-               if (fields := _stat_fields(pid)) is not None)
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """CPU time `processes` have spent (those still running)."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 @contextmanager
@@ -138,8 +130,8 @@ def main() -> None:
         started = {name: stacks.enter_context(stack_of(checkout, name, env, 5077 + n))
                    for n, (name, checkout) in enumerate(checkouts.items())}
         def cpu_of(pids: list[int]) -> Callable[[], float]:
-            tree = process_tree(pids)  # the API's and the worker's processes stay put
-            return lambda: cpu_seconds(tree)
+            processes = stack_processes(pids)  # the API's and the worker's stay put
+            return lambda: cpu_seconds(processes)
 
         timings = take_turns([Way(name, ours(base, name), cpu=cpu_of(pids))
                               for name, (base, pids) in started.items()], lambda on: None)
